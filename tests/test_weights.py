@@ -113,3 +113,18 @@ def test_pickle_with_code_is_refused(tmp_path, capsys):
     with pytest.raises(WeightsError, match="weights_only=True"):
         load_weights(timesformer(), path)
     assert "this pickle runs code" not in capsys.readouterr().out
+
+
+def test_iared_model_takes_backbone_checkpoints_and_its_own():
+    from video_iared.models import IARed
+
+    source = timesformer()
+    randomize(source)
+    model = IARed(timesformer(), group_starts=(0, 1), interpreter_heads=2)
+    report = load_weights(model, {"model_state": {f"model.{k}": v for k, v in source.state_dict().items()}})
+    assert report.missing == ["interpreters.0.qk.weight", "interpreters.0.qk.bias",
+                              "interpreters.1.qk.weight", "interpreters.1.qk.bias"]
+    assert torch.equal(model.backbone.cls_token, source.cls_token)
+    again = IARed(timesformer(), group_starts=(0, 1), interpreter_heads=2)
+    report = load_weights(again, {"model": model.state_dict(), "epoch": 1})
+    assert not report.missing and torch.equal(again.interpreters[1].qk.weight, model.interpreters[1].qk.weight)
