@@ -25,14 +25,16 @@ def eager_attention(x: torch.Tensor, sd: dict, name: str, heads: int) -> torch.T
     return F.linear(out, sd[name + ".proj.weight"], sd[name + ".proj.bias"])
 
 
-def eager_forward(sd: dict, clip: torch.Tensor, patch: int, heads: int, depth: int, attention: str) -> torch.Tensor:
+def eager_forward(sd: dict, clip: torch.Tensor, patch: int, heads: int, depth: int,
+                  attention: str) -> torch.Tensor:
     """The official forward at the model's own frame count and size, in the official token layout."""
     b, _, t, h, w = clip.shape
     dim = sd["cls_token"].shape[-1]
     x = F.conv2d(rearrange(clip, "b c t h w -> (b t) c h w"), sd["patch_embed.proj.weight"],
                  sd["patch_embed.proj.bias"], stride=patch)
     x = rearrange(x, "(b t) d h w -> (b t) (h w) d", t=t) + sd["pos_embed"][:, 1:]
-    x = rearrange(x, "(b t) n d -> b (n t) d", t=t) + repeat(sd["time_embed"][0], "t d -> (n t) d", n=x.shape[1])
+    time = repeat(sd["time_embed"][0], "t d -> (n t) d", n=x.shape[1])
+    x = rearrange(x, "(b t) n d -> b (n t) d", t=t) + time
     cls = (sd["cls_token"] + sd["pos_embed"][:, :1]).expand(b, -1, -1)
     x = torch.cat([cls, x], dim=1)
     n = (h // patch) * (w // patch)
@@ -76,7 +78,8 @@ def clips_per_second(fn, batch: int, repeats: int, device: torch.device) -> floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--embed-dim", type=int, default=384)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--num-heads", type=int, default=6)
@@ -94,12 +97,14 @@ def main() -> None:
     for attention in ("divided_space_time", "joint_space_time"):
         torch.manual_seed(0)
         model = TimeSformer(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads,
-                            num_frames=args.frames, img_size=args.img_size, attention_type=attention).eval().to(device)
+                            num_frames=args.frames, img_size=args.img_size,
+                            attention_type=attention).eval().to(device)
         sd = model.state_dict()
         clip = torch.randn(args.batch, 3, args.frames, args.img_size, args.img_size, device=device)
         with torch.inference_mode():
             ours_fn = lambda: model(clip)  # noqa: E731
-            eager_fn = lambda: eager_forward(sd, clip, 16, args.num_heads, args.depth, attention)  # noqa: E731
+            eager_fn = lambda: eager_forward(  # noqa: E731
+                sd, clip, 16, args.num_heads, args.depth, attention)
             diff = (ours_fn() - eager_fn()).abs().max().item()
             eager = ours = 0.0
             for _ in range(args.repeats):  # interleaved, so drifting machine load hits both alike

@@ -71,7 +71,8 @@ def timed(fn, device: torch.device) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--attention-type", default="divided_space_time",
                         choices=["divided_space_time", "joint_space_time"])
     parser.add_argument("--depth", type=int, default=2)

@@ -65,9 +65,11 @@ def test_layout_coordinates_groups_and_hierarchy():
     assert packed.sample.tolist() == [0, 0, 0, 0, 1]
     assert packed.frame.tolist() == [0, 1, 2, 2, 1]
     assert packed.location.tolist() == [0, 1, 1, 3, 2]
-    temporal = packed.temporal_groups   # (sample, location) groups (0,0) (0,1) (0,3) (1,2): lengths 1, 2, 1, 1
-    assert [p[:, :, 0].tolist() for p in temporal.gather(torch.arange(5.0)[:, None])] == [[[1, 2]], [[0], [3], [4]]]
-    frames_plan = make_groups(torch.cat([torch.arange(6), packed.sample * frames + packed.frame]), tolerance=1.0)
+    temporal = packed.temporal_groups   # (sample, location) (0,0) (0,1) (0,3) (1,2): lengths 1, 2, 1, 1
+    parts = temporal.gather(torch.arange(5.0)[:, None])
+    assert [p[:, :, 0].tolist() for p in parts] == [[[1, 2]], [[0], [3], [4]]]
+    frame_of_row = torch.cat([torch.arange(6), packed.sample * frames + packed.frame])
+    frames_plan = make_groups(frame_of_row, tolerance=1.0)
     slots = frames_plan.gather(torch.arange(11.0)[:, None])[0][:, :, 0]  # rows: 6 CLS copies, then 5 patches
     assert frames_plan.buckets[0].groups.tolist() == [2, 0, 1, 4, 3, 5]  # frames b*T+t, longest first
     assert slots[:, 0].tolist() == [2, 0, 1, 4, 3, 5]               # each led by its CLS copy

@@ -50,7 +50,8 @@ class Attention(nn.Module):
             out = groups.scatter(self._attend(groups.gather(qkv), [b.mask for b in groups.buckets], groups))
         return self.proj_drop(self.proj(out))
 
-    def _attend(self, parts: list[Tensor], masks: list[Tensor | None], groups: TokenGroups | None) -> list[Tensor]:
+    def _attend(self, parts: list[Tensor], masks: list[Tensor | None],
+                groups: TokenGroups | None) -> list[Tensor]:
         """(G, L, 3D) query/key/value groups -> (G, L, D) attention outputs, one per bucket."""
         outs, cls_rows = [], []
         for qkv, mask in zip(parts, masks):

@@ -200,7 +200,8 @@ class TokenLayout:
         Tokens absent from this layout stay absent whatever ``keep`` says (hierarchical dropping).
         """
         rows = keep.flatten().index_select(0, self.flat).nonzero().squeeze(1)
-        layout = TokenLayout(self.batch, self.frames, self.locations, self.device, self.flat.index_select(0, rows))
+        index = self.flat.index_select(0, rows)
+        layout = TokenLayout(self.batch, self.frames, self.locations, self.device, index)
         return layout, rows
 
     # Attention groups. CLS rows, when a group has one, come first in the row order (slot 0).
