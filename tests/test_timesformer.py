@@ -117,3 +117,17 @@ def test_capture_cls_attention_rows():
     assert spatial.shape == (2 * 4, 4, 1 + 16)  # (B*T frames, heads, CLS + N keys)
     assert torch.allclose(spatial.sum(-1), torch.ones(8, 4))
     assert all(m.cls_attention_sink is None for m in model.modules() if hasattr(m, "cls_attention_sink"))
+
+
+def test_attention_key_mask_equals_shorter_sequence():
+    from video_iared.models import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(32, num_heads=4, qkv_bias=True).eval()
+    x = torch.randn(3, 7, 32)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    with torch.no_grad():
+        out = attn(x, key_mask=mask)
+        assert (out[1, :4] - attn(x[1:2, :4])[0]).abs().max() < 1e-6
+        assert (out[0] - attn(x[:1])[0]).abs().max() < 1e-6

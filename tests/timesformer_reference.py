@@ -91,8 +91,8 @@ def reference_forward(sd, clip, *, patch, heads, depth, attention_type, keep=Non
                     if not frames:
                         continue
                     seq = tokens[b, frames, n]
-                    out = self_attention(layer_norm(seq, sd[p + "temporal_norm1.weight"],
-                                                    sd[p + "temporal_norm1.bias"]), sd, p + "temporal_attn", heads)
+                    normed = layer_norm(seq, sd[p + "temporal_norm1.weight"], sd[p + "temporal_norm1.bias"])
+                    out = self_attention(normed, sd, p + "temporal_attn", heads)
                     new_tokens[b, frames, n] = seq + linear(out, sd, p + "temporal_fc")
                 cls_sum = torch.zeros_like(cls[b])
                 spatial = new_tokens.clone()
