@@ -2,8 +2,7 @@
 import pytest
 import torch
 from einops import rearrange
-from test_timesformer import randomize
-from timesformer_reference import reference_forward
+from timesformer_reference import randomize, reference_forward
 
 from video_iared.models import TimeSformer
 from video_iared.models.iared import IARed

@@ -1,22 +1,13 @@
 """TimeSformer: official state-dict keys, parity with a loop reference, checkpointing, AMP."""
 import pytest
 import torch
-from timesformer_reference import reference_forward
+from timesformer_reference import randomize, reference_forward
 
 import timm
 import video_iared  # noqa: F401  registers the variants in timm
 from video_iared.models import TimeSformer, capture_cls_attention, get_model_info
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4, num_frames=4, num_classes=7)
-
-
-def randomize(model: torch.nn.Module, seed: int = 0) -> None:
-    """Large random weights (temporal_fc included) so every path moves the logits."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=gen)
-            param.copy_(1 + 0.1 * noise if "norm" in name and name.endswith("weight") else 0.15 * noise)
 
 
 def official_keys(depth: int, attention_type: str) -> set[str]:

@@ -3,7 +3,7 @@ import pytest
 import timm
 import torch
 from safetensors.torch import save_file
-from test_timesformer import randomize
+from timesformer_reference import randomize
 
 from video_iared.models import TimeSformer, WeightsError, load_weights
 from video_iared.models.weights import resize_time_embed

@@ -169,10 +169,6 @@ class TokenLayout:
             return self.index
         return torch.arange(self.batch * self.tokens_per_sample, device=self.device)
 
-    @property
-    def num_rows(self) -> int:
-        return self.batch * self.tokens_per_sample if self.index is None else self.index.numel()
-
     @cached_property
     def sample(self) -> Tensor:
         """(M,) sample of every row."""
@@ -220,7 +216,6 @@ class TokenLayout:
     def sample_groups(self) -> TokenGroups:
         """Rows ``[B CLS rows, M patches]`` grouped by sample, CLS in slot 0 (joint attention)."""
         return make_groups(torch.cat([torch.arange(self.batch, device=self.device), self.sample]))
-
 
 
 @dataclass
