@@ -41,7 +41,7 @@ def test_each_bad_input_is_named_with_its_reason(bad_list):
     assert reasons["text.mp4"] == reasons["head.mp4"] == "cannot open"
     # decord reads the packet index at open, so data missing half way fails there or at decoding
     assert reasons["half.mp4"] in ("cannot open", "decoding failed")
-    assert ds.failure_log.events == 5
+    assert ds.failure_log.events >= 5  # replacements are random items, which may be bad too
 
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
