@@ -86,3 +86,11 @@ def test_local_executor_runs_two_tasks_through_the_same_path(tmp_path):
     assert isinstance(job, submitit.local.local.LocalJob)
     assert sorted(job.results()) == [(0, 2), (1, 2)]
     assert (tmp_path / "slurm" / str(job.job_id)).is_dir()
+
+
+def test_bare_multi_task_srun_is_refused():
+    from video_iared.engine.distributed import DistributedSetupError, detect
+
+    with pytest.raises(DistributedSetupError, match="srun started 2 tasks without submitit or torchrun"):
+        detect({"SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "1", "SLURM_JOB_ID": "7"})
+    assert detect({"SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "0"}).world_size == 1

@@ -84,7 +84,8 @@ def _from_submitit(job_env: Any) -> DistEnv:
 
 
 def detect(environ: Mapping[str, str] | None = None) -> DistEnv:
-    """torchrun variables first, then a submitit task, else a single process."""
+    """torchrun variables first, then a submitit task, else a single process (not one of a bare
+    multi-task ``srun``)."""
     environ = os.environ if environ is None else environ
     if any(name in environ for name in TORCHRUN_VARS):
         return _from_torchrun(environ)
@@ -92,6 +93,10 @@ def detect(environ: Mapping[str, str] | None = None) -> DistEnv:
         import submitit
 
         return _from_submitit(submitit.JobEnvironment())
+    if int(environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1:
+        raise DistributedSetupError(
+            f"srun started {environ['SLURM_STEP_NUM_TASKS']} tasks without submitit or torchrun: each would "
+            "train alone into the same output_dir; submit with slurm/submit.py (or torchrun, one task per node)")
     return DistEnv()
 
 
