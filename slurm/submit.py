@@ -1,6 +1,6 @@
 """Submit the training engine, unchanged, to SLURM through submitit (see docs/slurm.md).
 
-    python slurm/submit.py --config configs/k400/timesformer_divst_8x224.yaml \\
+    python slurm/submit.py --config configs/k400/timesformer_base_8x224.yaml \\
         --nodes 2 --gpus-per-node 8 --cpus-per-task 10 --partition gpu --time 4320 \\
         run.output_dir=runs/divst_k400 [key=value ...]
 
@@ -20,7 +20,7 @@ from video_iared.launch.submit import LaunchError, add_cluster_arguments, cluste
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slurm/submit.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="experiment YAML (configs/...)")
+    parser.add_argument("--config", help="experiment YAML (configs/...); defaults when omitted")
     parser.add_argument("--job", choices=("train",), default="train", help="the engine entry to run")
     add_cluster_arguments(parser)
     parser.add_argument("overrides", nargs="*", metavar="key=value",
