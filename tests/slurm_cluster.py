@@ -87,10 +87,11 @@ def _memory_mb() -> int:
 
 
 def slurm_conf(root: Path, host: str, cpus: int, memory_mb: int, ports: tuple[int, int]) -> str:
-    """The ``slurm.conf`` of a one-node cluster whose every file lives under ``root``."""
+    """The ``slurm.conf`` of a one-node cluster whose every file lives under ``root`` (daemons talk
+    over 127.0.0.1, so it works where the host name does not resolve to a reachable address)."""
     return f"""\
 ClusterName=local
-SlurmctldHost={host}
+SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={ports[0]}
 SlurmdPort={ports[1]}
 SlurmUser=root
@@ -113,7 +114,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
 MpiDefault=none
-NodeName={host} CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
 PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 

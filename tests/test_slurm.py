@@ -18,8 +18,11 @@ from video_iared.launch.submit import ClusterOptions, job_folder, shard_items, s
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not importable inside a job
 
-STEPS, CKPT_EVERY = 24, 6
-TWO_TASKS = ClusterOptions(tasks_per_node=2, cpus_per_task=1, time_min=10, partition="debug")
+# A hard requeue (SIGTERM, which submitit ignores, then SIGKILL after KillWait=5 s) lets the job run
+# ~5 s on: the checkpoint interval (25 x 0.3 s) is longer, so the kill still lands between checkpoints.
+STEPS, CKPT_EVERY, STEP_S = 75, 25, 0.3
+# over 10 min, or submitit takes every USR2 for the time limit (it treats the last 10 min as such)
+TWO_TASKS = ClusterOptions(tasks_per_node=2, cpus_per_task=1, time_min=30, partition="debug")
 
 
 def toy_train(output_dir: str, steps: int = STEPS, ckpt_every: int = CKPT_EVERY) -> dict:
@@ -35,6 +38,10 @@ def toy_train(output_dir: str, steps: int = STEPS, ckpt_every: int = CKPT_EVERY)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
+    if env.is_main:  # like the engine: drop rows the interrupted run logged past the checkpoint
+        metrics = Path(output_dir) / "metrics.jsonl"
+        rows = metrics.read_text().splitlines() if metrics.exists() else []
+        metrics.write_text("".join(f"{row}\n" for row in rows[:step]))
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     while step < steps:
         x = torch.randn(4, 8, generator=torch.Generator().manual_seed(1000 * step + env.rank))
@@ -43,13 +50,13 @@ def toy_train(output_dir: str, steps: int = STEPS, ckpt_every: int = CKPT_EVERY)
         loss.backward()
         optimizer.step()
         step += 1
-        time.sleep(0.4)
+        time.sleep(STEP_S)
         if env.is_main:
             with open(Path(output_dir) / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps({"split": "train", "step": step, "loss": loss.item()}) + "\n")
             if step % ckpt_every == 0 or step == steps:
-                save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step},
-                                checkpoint_path(output_dir))
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
+                save_checkpoint(state, checkpoint_path(output_dir))
         distributed.barrier()
     distributed.teardown()
     return {"step": step}
@@ -85,10 +92,13 @@ def _wait_for(predicate, timeout: float, what: str, job_folder: Path | None = No
         time.sleep(0.1)
 
 
-def _interrupt(cluster: LocalSlurm, job_id: str, output_dir: Path, command: list[str]) -> tuple[int, int]:
-    """Send ``command JOBID`` one step after a checkpoint; return (resume step, last step reached)."""
+def _interrupt(cluster: LocalSlurm, job_id: str, output_dir: Path, command: list[str],
+               after: int) -> tuple[int, int]:
+    """Send ``command JOBID`` one step after a checkpoint past step ``after``; return (resume step,
+    last step reached)."""
     logs = output_dir / "slurm" / job_id
-    _wait_for(lambda: _last_step(output_dir) > CKPT_EVERY and _last_step(output_dir) % CKPT_EVERY == 1
+    step = lambda: _last_step(output_dir)  # noqa: E731
+    _wait_for(lambda: step() > max(after, CKPT_EVERY) and step() % CKPT_EVERY == 1
               and _job_state(cluster, job_id) == "RUNNING", 240, "a step just past a checkpoint", logs)
     cluster.run(*command, job_id)
     reached = _last_step(output_dir)
@@ -131,12 +141,13 @@ def test_preempted_job_resumes_exactly(slurm_cluster, reference_run, tmp_path): 
     output_dir = tmp_path / "preempted"
     job = submit(toy_train, str(output_dir), folder=job_folder(output_dir), options=TWO_TASKS)
     # submitit's checkpoint path (USR2 -> checkpoint() -> requeue), then a hard requeue (no checkpoint call)
+    reached = 0
     for command in (["scancel", "--signal=USR2"], ["scontrol", "requeue"]):
-        resumed, reached = _interrupt(slurm_cluster, job.job_id, output_dir, command)
+        resumed, reached = _interrupt(slurm_cluster, job.job_id, output_dir, command, after=reached)
         assert 0 < resumed < reached, f"{command[0]} did not land between checkpoints ({resumed}, {reached})"
     assert job.results()[0] == reference_run[1]
     assert slurm_cluster.run("scontrol", "show", "job", job.job_id).count("Restarts=2") == 1
-    log = next((output_dir / "slurm").glob("*/*_0_log.err")).read_text()  # appended across requeues
+    log = next((output_dir / "slurm").glob("*/*_0_log.out")).read_text()  # appended across requeues
     assert log.count("Starting with JobEnvironment") == 3
     assert log.count("Calling checkpoint method") == 1  # USR2 only: a hard requeue never calls checkpoint()
     reference = _parameters(reference_run[0])

@@ -1,4 +1,4 @@
-"""The launcher without a cluster: options, requeue budget, shards, and a 2-task job on submitit's local executor."""
+"""The launcher without a cluster: options, requeue budget, shards, a 2-task job on the local executor."""
 import argparse
 import sys
 
@@ -25,8 +25,9 @@ def test_options_default_to_one_task_per_gpu_and_reject_mismatches():
 def test_cli_flags_map_to_sbatch_parameters(tmp_path, monkeypatch):
     parser = argparse.ArgumentParser()
     launch.add_cluster_arguments(parser)
-    args = parser.parse_args("--nodes 4 --gpus-per-node 8 --cpus-per-task 10 --mem-per-gpu 40 --partition gpu "
-                             "--time 4320 --account a --qos high --constraint volta32gb --max-requeues 7".split())
+    args = parser.parse_args(
+        "--nodes 4 --gpus-per-node 8 --cpus-per-task 10 --mem-per-gpu 40 --partition gpu --time 4320 "
+        "--account a --qos high --constraint volta32gb --max-requeues 7".split())
     options = launch.cluster_options(args, name="train-x")
     monkeypatch.setattr(launch.shutil, "which", lambda name: f"/usr/bin/{name}")
     executor = launch.make_executor(tmp_path / "%j", options)

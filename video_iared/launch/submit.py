@@ -142,7 +142,8 @@ def submit_shards(fn: Callable[[int, int], R], num_shards: int, *, folder: str |
     if options.nodes != 1 or options.tasks != 1:
         raise LaunchError("an array element is one task on one node; shard further instead")
     executor = make_executor(folder, options)
-    return executor.map_array(Resumable(fn, options.max_requeues), range(num_shards), [num_shards] * num_shards)
+    shards = range(num_shards)
+    return executor.map_array(Resumable(fn, options.max_requeues), shards, [num_shards] * num_shards)
 
 
 def shard_items(items: Sequence[R], shard: int, num_shards: int) -> Sequence[R]:
