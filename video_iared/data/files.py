@@ -9,7 +9,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-__all__ = ["mask_sidecar_path", "save_masks", "load_masks", "atomic_write_text", "parallel_map"]
+__all__ = ["mask_sidecar_path", "save_masks", "load_masks", "atomic_write_text", "parallel_map", "temporary_path"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -20,13 +20,15 @@ def mask_sidecar_path(video_path: str) -> str:
     return os.path.splitext(video_path)[0] + ".masks.npz"
 
 
-def _temporary(path: str) -> str:
+def temporary_path(path: str) -> str:
+    """A hidden per-process name beside ``path``: written first, then renamed over ``path`` (same file
+    system, so the rename is atomic and a killed writer leaves only a ``.tmp`` file)."""
     return os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp")
 
 
 def save_masks(path: str, masks: np.ndarray) -> None:
     """Write a mask sidecar atomically (compressed npz with one uint8 array ``masks``)."""
-    tmp = _temporary(path)
+    tmp = temporary_path(path)
     with open(tmp, "wb") as f:
         np.savez_compressed(f, masks=masks.astype(np.uint8))
     os.replace(tmp, path)
@@ -38,7 +40,7 @@ def load_masks(path: str) -> np.ndarray:
 
 
 def atomic_write_text(path: str, text: str) -> None:
-    tmp = _temporary(path)
+    tmp = temporary_path(path)
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
