@@ -3,7 +3,7 @@ process-parallel map with a progress bar (every prep script is resumable and par
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
@@ -46,9 +46,11 @@ def atomic_write_text(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def parallel_map(fn: Callable[[T], R], jobs: Iterable[T], *, workers: int, desc: str) -> Iterator[R]:
+def parallel_map(fn: Callable[[T], R], jobs: Iterable[T], *, workers: int, desc: str,
+                 threads: bool = False) -> Iterator[R]:
     """``fn`` over ``jobs`` in ``workers`` processes (in-process when ``workers <= 1``), yielding results
-    as they finish under a tqdm bar. ``fn`` must be a module-level function (it is pickled)."""
+    as they finish under a tqdm bar. ``fn`` must be a module-level function (it is pickled), unless
+    ``threads``: then threads run it (for work that waits on child processes of its own)."""
     jobs = list(jobs)
     with tqdm(total=len(jobs), desc=desc, unit="video", dynamic_ncols=True) as bar:
         if workers <= 1:
@@ -56,7 +58,7 @@ def parallel_map(fn: Callable[[T], R], jobs: Iterable[T], *, workers: int, desc:
                 yield fn(job)
                 bar.update()
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with (ThreadPoolExecutor if threads else ProcessPoolExecutor)(max_workers=workers) as pool:
             for future in as_completed([pool.submit(fn, job) for job in jobs]):
                 yield future.result()
                 bar.update()

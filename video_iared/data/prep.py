@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .files import load_masks, mask_sidecar_path, save_masks
 from .video import VideoDecodeError, VideoWriter, read_clip
 
-__all__ = ["VIDEO_EXTENSIONS", "scaled_size", "resize_video", "probe_video", "CheckResult", "check_video", "find_videos"]
+__all__ = ["VIDEO_EXTENSIONS", "scaled_size", "resize_video", "try_resize_video", "probe_video", "CheckResult", "check_video", "find_videos"]
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 
@@ -76,6 +76,17 @@ def resize_video(src: str, dst: str, *, short_side: int = 320, gop: int | None =
         except av.FFmpegError as error:
             raise VideoDecodeError(src, "decoding failed", str(error)[:200])
     return height, width
+
+
+def try_resize_video(paths: tuple[str, str], *, short_side: int, gop: int | None,
+                     crf: int) -> tuple[str, str | None]:
+    """:func:`resize_video` of ``paths = (src, dst)`` in one x264 thread (for a process pool); returns
+    ``(src, None)``, or ``(src, why it could not be read)`` (the run goes on with the other videos)."""
+    try:
+        resize_video(*paths, short_side=short_side, gop=gop, crf=crf, threads=1)
+    except VideoDecodeError as error:
+        return paths[0], error.reason
+    return paths[0], None
 
 
 def probe_video(path: str) -> None:
