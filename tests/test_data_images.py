@@ -1,8 +1,7 @@
 """ImageFolderDataset: sorted classes, DeiT crops through the clips' transforms, masks follow the crop."""
-import numpy as np
 import pytest
 import torch
-from torchvision.io import write_png
+from PIL import Image
 
 from video_iared.data import ImageFolderDataset
 
@@ -19,7 +18,8 @@ def image_tree(tmp_path_factory):
             mask[:, :, :15] = 255
             for folder, data in (("img", image), ("masks", mask)):
                 (root / folder / name).mkdir(parents=True, exist_ok=True)
-                write_png(data, str(root / folder / name / f"{i}.png"))
+                array = data.permute(1, 2, 0).numpy()
+                Image.fromarray(array if len(data) == 3 else array[..., 0]).save(root / folder / name / f"{i}.png")
     (root / "img" / "apple" / "notes.txt").write_text("not an image")
     return root
 
