@@ -36,7 +36,8 @@ def _missing_lines(missing: list[Annotation]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("videos_dir", help="downloaded (or resized) videos")
     parser.add_argument("--out", required=True, help="folder for train.csv, val.csv, test.csv, classes.json")
     parser.add_argument("--annotations", nargs="+", metavar="CSV",

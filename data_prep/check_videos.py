@@ -41,24 +41,27 @@ def read_journals(journal_dir: str) -> dict[str, str]:
     return verdicts
 
 
-def check_shard(shard: int, num_shards: int, *, list_path: str, journal_dir: str, path_prefix: str | None = None,
-                timeout: float = 30.0, workers: int | None = None) -> int:
+def check_shard(shard: int, num_shards: int, *, list_path: str, journal_dir: str,
+                path_prefix: str | None = None, timeout: float = 30.0, workers: int | None = None) -> int:
     """Check the videos of one shard of the list that have no verdict yet, appending each verdict to
     this shard's journal; returns how many were checked."""
     done = read_journals(journal_dir)
-    paths = [path for path, _ in shard_items(read_list(list_path, path_prefix=path_prefix), shard, num_shards)]
+    items = shard_items(read_list(list_path, path_prefix=path_prefix), shard, num_shards)
+    paths = [path for path, _ in items]
     todo = list(dict.fromkeys(path for path in paths if path not in done))
     journal = os.path.join(journal_dir, f"shard-{shard:05d}-of-{num_shards:05d}.tsv")
     with open(journal, "a", encoding="utf-8") as f:
         for result in parallel_map(partial(check_video, timeout=timeout), todo, threads=True,
-                                   workers=workers or available_cpus(), desc=f"check shard {shard}/{num_shards}"):
+                                   workers=workers or available_cpus(),
+                                   desc=f"check shard {shard}/{num_shards}"):
             f.write(f"{result.path}\t{result.reason or OK}\n")
             f.flush()
     return len(todo)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("list", help="'path label' list (relative paths are resolved as the loader does)")
     parser.add_argument("--path-prefix", help="root of relative paths (default: the list's folder)")
     parser.add_argument("--write-clean", metavar="OUT", help="write the list without the bad videos to OUT")

@@ -43,7 +43,8 @@ def resize_shard(shard: int, num_shards: int, *, src_root: str, dst_root: str, s
                  gop: int | None = None, crf: int = 23, workers: int | None = None) -> ResizeSummary:
     """Resize the videos of one shard of ``src_root``'s sorted file list that ``dst_root`` lacks, in
     ``workers`` processes (default: the cores this job may use)."""
-    jobs = [output_path(src_root, dst_root, rel) for rel in shard_items(find_videos(src_root), shard, num_shards)]
+    relative = shard_items(find_videos(src_root), shard, num_shards)
+    jobs = [output_path(src_root, dst_root, rel) for rel in relative]
     todo = [job for job in jobs if not os.path.exists(job[1])]
     summary = ResizeSummary(skipped=len(jobs) - len(todo))
     for folder in sorted({os.path.dirname(dst) for _, dst in todo}):
@@ -59,10 +60,12 @@ def resize_shard(shard: int, num_shards: int, *, src_root: str, dst_root: str, s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src_dir", help="folder tree of source videos")
     parser.add_argument("dst_dir", help="output tree (created; may already hold finished videos)")
-    parser.add_argument("--short-side", type=int, default=320, help="output short side in pixels (default 320)")
+    parser.add_argument("--short-side", type=int, default=320,
+                        help="output short side in pixels (default 320)")
     parser.add_argument("--gop", type=int, default=None,
                         help="keyframe interval in frames (default: x264's, 250); 16 is a good trade-off")
     parser.add_argument("--crf", type=int, default=23, help="x264 quality, lower is better (default 23)")

@@ -19,7 +19,8 @@ def image_tree(tmp_path_factory):
             for folder, data in (("img", image), ("masks", mask)):
                 (root / folder / name).mkdir(parents=True, exist_ok=True)
                 array = data.permute(1, 2, 0).numpy()
-                Image.fromarray(array if len(data) == 3 else array[..., 0]).save(root / folder / name / f"{i}.png")
+                image_file = root / folder / name / f"{i}.png"
+                Image.fromarray(array if len(data) == 3 else array[..., 0]).save(image_file)
     (root / "img" / "apple" / "notes.txt").write_text("not an image")
     return root
 

@@ -26,7 +26,8 @@ def test_scaled_size():
 def raw_tree(tmp_path):
     raw = tmp_path / "raw"
     (raw / "abseiling").mkdir(parents=True)
-    ramp_video(str(raw / "abseiling" / "a_000001_000011.mp4"), num_frames=20, height=48, width=64, with_masks=True)
+    ramp_video(str(raw / "abseiling" / "a_000001_000011.mp4"), num_frames=20, height=48, width=64,
+               with_masks=True)
     ramp_video(str(raw / "b.mp4"), num_frames=12, height=37, width=51, fps=15)
     (raw / "c.webm").write_text("not a video")
     (raw / ".b.mp4.123.tmp").write_text("left over by a killed writer")
@@ -59,8 +60,8 @@ def test_resize_tree_resumable(raw_tree, tmp_path, capsys):
 
 def test_resize_shards_cover_every_video_once(raw_tree, tmp_path):
     out = str(tmp_path / "out")
-    summaries = [resize_videos.resize_shard(i, 2, src_root=str(raw_tree), dst_root=out, short_side=16, workers=1)
-                 for i in range(2)]
+    summaries = [resize_videos.resize_shard(i, 2, src_root=str(raw_tree), dst_root=out, short_side=16,
+                                            workers=1) for i in range(2)]
     assert sum(s.written for s in summaries) == 2 and sum(len(s.failed) for s in summaries) == 1
     assert sum(s.skipped for s in summaries) == 0
     with pytest.raises(SystemExit, match="inside"):
@@ -80,14 +81,17 @@ def test_read_and_match_annotations(tmp_path):
     rows = read_annotations(str(tmp_path / "train.csv"))
     assert rows[1] == Annotation("passing American football (in game)", "bbb", 30, 40, "train")
     assert rows[3].split == "val"
-    index, duplicates = index_by_stem(["x/aaa_000001_000011.mp4", "bbb.webm", "y/aaa_000001_000011.mp4", "ccc.mkv"])
+    index, duplicates = index_by_stem(
+        ["x/aaa_000001_000011.mp4", "bbb.webm", "y/aaa_000001_000011.mp4", "ccc.mkv"])
     assert duplicates == ["y/aaa_000001_000011.mp4"]
     found, missing = match_annotations(rows, index)
-    assert found == {"train": [("x/aaa_000001_000011.mp4", "zumba"), ("bbb.webm", "passing American football (in game)")],
-                     "val": [("ccc.mkv", "zumba")]}
+    assert found == {
+        "train": [("x/aaa_000001_000011.mp4", "zumba"), ("bbb.webm", "passing American football (in game)")],
+        "val": [("ccc.mkv", "zumba")]}
     assert [a.youtube_id for a in missing] == ["gone"]
     assert class_ids(["zumba", "abseiling", "zumba", "passing"]) == {"abseiling": 0, "passing": 1, "zumba": 2}
-    (tmp_path / "test.csv").write_text("youtube_id,time_start,time_end,split\nddd,0,10,test\n")  # 2017: no labels
+    # the 2017 test file has no labels
+    (tmp_path / "test.csv").write_text("youtube_id,time_start,time_end,split\nddd,0,10,test\n")
     assert read_annotations(str(tmp_path / "test.csv"))[0].label is None
     (tmp_path / "bad.csv").write_text("label,youtube_id,time_start,time_end,split\nx,y,zero,10,train\n")
     with pytest.raises(ValueError, match="bad.csv:2"):
@@ -104,7 +108,8 @@ def test_build_lists_from_annotations(tmp_path, capsys):
         (videos / name).write_bytes(b"x")
     (tmp_path / "train.csv").write_text(ANNOTATIONS)
     out = tmp_path / "data"
-    assert build_lists.main([str(videos), "--out", str(out), "--annotations", str(tmp_path / "train.csv")]) == 0
+    argv = [str(videos), "--out", str(out), "--annotations", str(tmp_path / "train.csv")]
+    assert build_lists.main(argv) == 0
     info = json.loads((out / "classes.json").read_text())
     assert info["classes"] == ["abseiling", "passing American football (in game)", "zumba"]
     assert (out / "train.csv").read_text() == "videos/zumba/aaa_000001_000011.mp4 2\nvideos/bbb.mp4 1\n"
@@ -119,9 +124,10 @@ def test_build_lists_from_folder_tree(tmp_path):
         (tmp_path / "v" / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "v" / path).write_bytes(b"x")
     assert build_lists.main([str(tmp_path / "v"), "--out", str(tmp_path / "lists")]) == 0
-    assert json.loads((tmp_path / "lists" / "classes.json").read_text())["classes"] == ["archery", "cooking", "walking"]
-    assert (tmp_path / "lists" / "train.csv").read_text() == "../v/train/archery/2.mp4 0\n../v/train/walking/1.mp4 2\n"
-    assert (tmp_path / "lists" / "val.csv").read_text() == "../v/val/cooking/4.avi 1\n../v/val/walking/3.mp4 2\n"
+    lists = tmp_path / "lists"
+    assert json.loads((lists / "classes.json").read_text())["classes"] == ["archery", "cooking", "walking"]
+    assert (lists / "train.csv").read_text() == "../v/train/archery/2.mp4 0\n../v/train/walking/1.mp4 2\n"
+    assert (lists / "val.csv").read_text() == "../v/val/cooking/4.avi 1\n../v/val/walking/3.mp4 2\n"
     (tmp_path / "v" / "stray.mp4").write_bytes(b"x")
     with pytest.raises(ValueError, match="stray.mp4: expected SPLIT/CLASS/VIDEO"):
         build_lists.main([str(tmp_path / "v"), "--out", str(tmp_path / "lists")])

@@ -1,6 +1,5 @@
 """Jobs on a real one-node SLURM cluster: 2-task DDP training, preemption and requeue, data_prep arrays."""
 import json
-import os
 import sys
 import time
 from functools import partial
@@ -10,13 +9,17 @@ import cloudpickle
 import pytest
 import torch
 
+from data_prep import resize_videos
 from slurm_cluster import LocalSlurm, slurm_cluster  # noqa: F401  (the session fixture)
+from tests.data_fixtures import ramp_video
+from video_iared.data.prep import find_videos, try_resize_video
 from video_iared.engine import distributed
 from video_iared.engine.checkpoint import checkpoint_path, find_checkpoint, load_checkpoint, save_checkpoint
-from video_iared.launch.submit import ClusterOptions, job_folder, shard_items, submit, submit_shards
+from video_iared.launch.submit import ClusterOptions, job_folder, submit, submit_shards
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not importable inside a job
+cloudpickle.register_pickle_by_value(resize_videos)  # nor data_prep/ (scripts, not a package)
 
 # A hard requeue (SIGTERM, which submitit ignores, then SIGKILL after KillWait=5 s) lets the job run
 # ~5 s on: the checkpoint interval (25 x 0.3 s) is longer, so the kill still lands between checkpoints.
@@ -156,33 +159,23 @@ def test_preempted_job_resumes_exactly(slurm_cluster, reference_run, tmp_path): 
     assert all(torch.equal(reference[name], preempted[name]) for name in reference)
 
 
-def _process_shard(video_dir: str, out_dir: str, shard: int, num_shards: int) -> int:
-    """Stand-in for a data_prep script's shard: skip finished outputs, write each new one atomically."""
-    done = 0
-    for name in shard_items(sorted(os.listdir(video_dir)), shard, num_shards):
-        target = Path(out_dir) / name
-        if target.exists():
-            continue
-        target.with_suffix(".tmp").write_text(Path(video_dir, name).read_text().upper())
-        target.with_suffix(".tmp").rename(target)
-        with open(Path(out_dir).parent / "processed.log", "a") as log:
-            log.write(f"{name}\n")
-        done += 1
-    return done
-
-
 def test_data_prep_array_processes_every_video_once(slurm_cluster, tmp_path):  # noqa: F811
+    """resize_videos.py's real shard function as a 3-element array: every video written exactly once."""
     videos, out = tmp_path / "videos", tmp_path / "out"
-    videos.mkdir()
-    out.mkdir()
     names = [f"{i:03d}.mp4" for i in range(10)]
+    videos.mkdir()
     for name in names:
-        (videos / name).write_text(name)
-    (out / names[4]).write_text("already done")  # a rerun skips finished videos
-    jobs = submit_shards(partial(_process_shard, str(videos), str(out)), 3, folder=job_folder(tmp_path),
+        ramp_video(str(videos / name), num_frames=6, height=16, width=24)
+    out.mkdir()
+    done = try_resize_video((str(videos / names[4]), str(out / names[4])), short_side=8, gop=None, crf=23)
+    assert done[1] is None
+    stamp = (out / names[4]).stat().st_mtime_ns  # a rerun skips finished videos
+    shard = partial(resize_videos.resize_shard, src_root=str(videos), dst_root=str(out), short_side=8,
+                    workers=1)
+    jobs = submit_shards(shard, 3, folder=job_folder(tmp_path),
                          options=ClusterOptions(time_min=5, partition="debug"))
     assert len({job.job_id.split("_")[0] for job in jobs}) == 1  # one array
-    assert sum(job.result() for job in jobs) == len(names) - 1
-    processed = (tmp_path / "processed.log").read_text().split()
-    assert sorted(processed) == sorted(set(names) - {names[4]})
-    assert sorted(p.name for p in out.iterdir()) == names
+    summaries = [job.result() for job in jobs]
+    assert [s.written for s in summaries] == [4, 2, 3] and [s.skipped for s in summaries] == [0, 1, 0]
+    assert not any(s.failed for s in summaries)
+    assert find_videos(str(out)) == names and (out / names[4]).stat().st_mtime_ns == stamp

@@ -9,7 +9,9 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-__all__ = ["mask_sidecar_path", "save_masks", "load_masks", "atomic_write_text", "parallel_map", "temporary_path"]
+__all__ = [
+    "mask_sidecar_path", "save_masks", "load_masks", "atomic_write_text", "parallel_map", "temporary_path",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -23,7 +25,8 @@ def mask_sidecar_path(video_path: str) -> str:
 def temporary_path(path: str) -> str:
     """A hidden per-process name beside ``path``: written first, then renamed over ``path`` (same file
     system, so the rename is atomic and a killed writer leaves only a ``.tmp`` file)."""
-    return os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.{os.getpid()}.tmp")
 
 
 def save_masks(path: str, masks: np.ndarray) -> None:

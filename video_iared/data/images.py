@@ -28,7 +28,8 @@ def find_images(root: str) -> tuple[list[str], list[tuple[str, int]]]:
     """Class names (sorted) and ``(path relative to root, class id)`` of a ``root/CLASS/IMAGE`` tree."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"{root}: no such folder (expected root/CLASS/IMAGE)")
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    classes = sorted(name for name in os.listdir(root)
+                     if os.path.isdir(os.path.join(root, name)) and not name.startswith("."))
     items = [(os.path.join(name, file), label)
              for label, name in enumerate(classes)
              for file in sorted(os.listdir(os.path.join(root, name)))
@@ -60,7 +61,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             raise ValueError(f"split must be train or val, got {split!r}")
         self.root, self.mask_root = root, mask_root
         self.class_names, self.items = find_images(root)
-        self.split, self.crop_size, self.crop_pct, self.scale, self.flip = split, crop_size, crop_pct, scale, flip
+        self.split, self.crop_size, self.crop_pct = split, crop_size, crop_pct
+        self.scale, self.flip = scale, flip
         self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -87,8 +89,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             box = random_resized_crop_box(height, width, rng=rng, scale=self.scale)
             flip = self.flip and bool(rng.random() < 0.5)
         else:
-            box = scaled_crop_box(height, width, short_side=self.crop_size / self.crop_pct, crop_size=self.crop_size,
-                                  top=0.5, left=0.5)
+            box = scaled_crop_box(height, width, short_side=self.crop_size / self.crop_pct,
+                                  crop_size=self.crop_size, top=0.5, left=0.5)
             flip = False
         item: dict[str, Any] = {
             "image": crop_clip(image[None], box, size=self.crop_size, flip=flip)[:, 0],
@@ -98,9 +100,12 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         if self.mask_root is not None:
             mask_path = os.path.join(self.mask_root, os.path.splitext(relative)[0] + ".png")
             if not os.path.exists(mask_path):
-                raise FileNotFoundError(f"{mask_path}: no mask for {relative} (masks mirror the image tree as .png)")
+                raise FileNotFoundError(
+                    f"{mask_path}: no mask for {relative} (masks mirror the image tree as .png)")
             mask = self._read(mask_path, "L")
             if mask.shape != image.shape[:2]:
-                raise ValueError(f"{mask_path}: mask {tuple(mask.shape)} differs from its image {tuple(image.shape[:2])}")
-            item["mask"] = crop_masks((mask > 0).to(torch.uint8)[None], box, size=self.crop_size, flip=flip)[0]
+                raise ValueError(
+                    f"{mask_path}: mask {tuple(mask.shape)} differs from its image {tuple(image.shape[:2])}")
+            foreground = (mask > 0).to(torch.uint8)[None]
+            item["mask"] = crop_masks(foreground, box, size=self.crop_size, flip=flip)[0]
         return item

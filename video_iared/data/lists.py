@@ -113,7 +113,8 @@ def folder_tree_items(relative_paths: list[str]) -> dict[str, list[tuple[str, st
     for path in relative_paths:
         parts = path.split(os.sep)
         if len(parts) != 3:
-            raise ValueError(f"{path}: expected SPLIT/CLASS/VIDEO (e.g. train/abseiling/x.mp4) in a folder tree")
+            raise ValueError(
+                f"{path}: expected SPLIT/CLASS/VIDEO (e.g. train/abseiling/x.mp4) in a folder tree")
         items[normalize_split(parts[0])].append((path, parts[1]))
     return dict(items)
 

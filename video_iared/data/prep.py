@@ -18,7 +18,10 @@ import torch.nn.functional as F
 from .files import load_masks, mask_sidecar_path, save_masks
 from .video import VideoDecodeError, VideoWriter, read_clip
 
-__all__ = ["VIDEO_EXTENSIONS", "scaled_size", "resize_video", "try_resize_video", "probe_video", "CheckResult", "check_video", "find_videos"]
+__all__ = [
+    "VIDEO_EXTENSIONS", "find_videos", "scaled_size", "resize_video", "try_resize_video", "probe_video",
+    "CheckResult", "check_video",
+]
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 
@@ -70,7 +73,8 @@ def resize_video(src: str, dst: str, *, short_side: int = 320, gop: int | None =
             save_masks(mask_sidecar_path(dst), resized.to(torch.uint8).numpy())
         fps = float(stream.average_rate or stream.guessed_rate or 30)
         try:
-            with VideoWriter(dst, width=width, height=height, fps=fps, gop=gop, crf=crf, threads=threads) as writer:
+            with VideoWriter(dst, width=width, height=height, fps=fps, gop=gop, crf=crf,
+                             threads=threads) as writer:
                 for frame in container.decode(stream):
                     writer.write_frame(frame)
         except av.FFmpegError as error:
@@ -100,7 +104,8 @@ def probe_video(path: str) -> None:
         except (OSError, KeyError, ValueError) as error:
             raise VideoDecodeError(sidecar, "bad mask sidecar", f"{type(error).__name__}: {error}"[:200])
         if masks.ndim != 3 or len(masks) == 0:
-            raise VideoDecodeError(sidecar, "bad mask sidecar", f"masks of shape {masks.shape}, not (frames, H, W)")
+            raise VideoDecodeError(sidecar, "bad mask sidecar",
+                                   f"masks of shape {masks.shape}, not (frames, H, W)")
 
 
 def _probe_in_child(path: str, connection) -> None:
@@ -143,7 +148,8 @@ def check_video(path: str, *, timeout: float = 60.0) -> CheckResult:
     except EOFError:  # the child died before it answered
         child.join(5)
         code = child.exitcode
-        reason = f"decoder crashed ({f'signal {-code}' if code is not None and code < 0 else f'exit code {code}'})"
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        reason = f"decoder crashed ({how})"
     finally:
         if child.is_alive():
             child.kill()

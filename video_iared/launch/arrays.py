@@ -34,7 +34,8 @@ def available_cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def run_shards(fn: Callable[[int, int], R], args: argparse.Namespace, *, output_dir: str, name: str) -> list[R]:
+def run_shards(fn: Callable[[int, int], R], args: argparse.Namespace, *, output_dir: str,
+               name: str) -> list[R]:
     """``[fn(0, 1)]`` here, or with ``args.slurm`` the results of ``fn(i, args.shards)`` run as an array
     whose submitit logs go to ``<output_dir>/slurm/<job id>/``."""
     if not args.slurm:
