@@ -10,7 +10,17 @@ from tests.data_fixtures import ramp_video
 from video_iared.data import read_clip
 from video_iared.data.files import load_masks, mask_sidecar_path
 from video_iared.data.lists import Annotation, class_ids, index_by_stem, match_annotations, read_annotations
-from video_iared.data.prep import check_video, find_videos, scaled_size
+from video_iared.data.prep import check_video, find_videos, resize_masks, scaled_size, try_resize_video
+
+
+def test_resize_masks_nearest_pixel_centre():
+    masks = np.zeros((2, 4, 6), np.uint8)
+    masks[:, 1:3, 2:4] = 1
+    up = resize_masks(masks, 8, 12)
+    assert up.dtype == np.uint8 and up.shape == (2, 8, 12)
+    foreground = np.argwhere(up[0])
+    assert foreground.min(0).tolist() == [2, 4] and foreground.max(0).tolist() == [5, 7]
+    assert np.array_equal(resize_masks(up, 4, 6), masks)
 
 
 def test_scaled_size():
@@ -175,3 +185,12 @@ def test_check_video_kills_a_decoder_past_its_timeout(checked_list):
     result = check_video(str(checked_list.parent / "good0.mp4"), timeout=0.0)
     assert not result.ok and result.reason.startswith("decoder hung: killed after")
     assert check_video(str(checked_list.parent / "good0.mp4")).ok
+
+
+def test_bad_mask_sidecar_is_a_bad_video(tmp_path):
+    path = ramp_video(str(tmp_path / "v.mp4"), num_frames=10)
+    with open(mask_sidecar_path(path), "wb") as f:
+        f.write(b"not an npz")
+    assert check_video(path).reason.startswith("bad mask sidecar")
+    _, reason = try_resize_video((path, str(tmp_path / "out.mp4")), short_side=16, gop=None, crf=23)
+    assert reason.startswith("bad mask sidecar") and not os.path.exists(tmp_path / "out.mp4")

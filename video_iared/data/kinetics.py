@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from .failures import Failure, FailureLog
-from .files import load_masks, mask_sidecar_path
+from .files import mask_sidecar_path
 from .sampling import clip_indices, temporal_view_positions
 from .transforms import Box, crop_clip, crop_masks, multi_view_crop_boxes, train_crop_box
-from .video import DEFAULT_FAULT_TOLERANCE, DecodedClip, VideoDecodeError, read_clip
+from .video import DEFAULT_FAULT_TOLERANCE, DecodedClip, VideoDecodeError, read_clip, read_mask_sidecar
 
 __all__ = ["DatasetInfo", "VideoDataset", "parse_list", "read_list", "load_dataset_info"]
 
@@ -96,12 +96,8 @@ def load_dataset_info(folder: str) -> DatasetInfo:
 
 def _load_masks(video_path: str, indices: np.ndarray, frame_size: tuple[int, int]) -> torch.Tensor:
     """Masks of the sampled frames at the video's frame size (sidecars may be stored smaller)."""
-    path = mask_sidecar_path(video_path)
-    try:
-        masks = load_masks(path)
-        masks = torch.from_numpy(masks[np.clip(indices, 0, len(masks) - 1)].astype(np.uint8))
-    except (OSError, KeyError, ValueError, IndexError) as error:
-        raise VideoDecodeError(path, "bad mask sidecar", f"{type(error).__name__}: {error}"[:200])
+    masks = read_mask_sidecar(video_path)
+    masks = torch.from_numpy(masks[np.clip(indices, 0, len(masks) - 1)])
     if tuple(masks.shape[1:]) != frame_size:
         masks = F.interpolate(masks[None].float(), size=frame_size, mode="nearest-exact")[0].to(torch.uint8)
     return masks

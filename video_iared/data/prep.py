@@ -12,15 +12,13 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from .files import load_masks, mask_sidecar_path, save_masks
-from .video import VideoDecodeError, VideoWriter, read_clip
+from .files import mask_sidecar_path, save_masks
+from .video import VideoDecodeError, VideoWriter, read_clip, read_mask_sidecar
 
 __all__ = [
-    "VIDEO_EXTENSIONS", "find_videos", "scaled_size", "resize_video", "try_resize_video", "probe_video",
-    "CheckResult", "check_video",
+    "VIDEO_EXTENSIONS", "find_videos", "scaled_size", "resize_masks", "resize_video", "try_resize_video",
+    "probe_video", "CheckResult", "check_video",
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
@@ -46,6 +44,14 @@ def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     return max(2, round(height * scale / 2) * 2), max(2, round(width * scale / 2) * 2)
 
 
+def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 ``(T, H, W)`` -> ``(T, height, width)`` by nearest pixel centre (labels stay labels), by
+    indexing, without the float copy of the whole video an interpolation would make."""
+    rows = ((np.arange(height) + 0.5) * masks.shape[1] / height).astype(np.int64)
+    cols = ((np.arange(width) + 0.5) * masks.shape[2] / width).astype(np.int64)
+    return masks[:, rows[:, None], cols[None, :]]
+
+
 def resize_video(src: str, dst: str, *, short_side: int = 320, gop: int | None = None, crf: int = 23,
                  threads: int = 1) -> tuple[int, int]:
     """Re-encode ``src`` to an h264 mp4 ``dst`` whose short side is ``short_side`` (every frame, at the
@@ -68,9 +74,7 @@ def resize_video(src: str, dst: str, *, short_side: int = 320, gop: int | None =
         height, width = scaled_size(stream.codec_context.height, stream.codec_context.width, short_side)
         source_sidecar = mask_sidecar_path(src)
         if os.path.exists(source_sidecar):
-            masks = torch.from_numpy(load_masks(source_sidecar))
-            resized = F.interpolate(masks[None].float(), size=(height, width), mode="nearest-exact")[0]
-            save_masks(mask_sidecar_path(dst), resized.to(torch.uint8).numpy())
+            save_masks(mask_sidecar_path(dst), resize_masks(read_mask_sidecar(src), height, width))
         fps = float(stream.average_rate or stream.guessed_rate or 30)
         try:
             with VideoWriter(dst, width=width, height=height, fps=fps, gop=gop, crf=crf,
@@ -78,6 +82,8 @@ def resize_video(src: str, dst: str, *, short_side: int = 320, gop: int | None =
                 for frame in container.decode(stream):
                     writer.write_frame(frame)
         except av.FFmpegError as error:
+            if os.path.exists(source_sidecar):  # no video, so no sidecar either
+                os.remove(mask_sidecar_path(dst))
             raise VideoDecodeError(src, "decoding failed", str(error)[:200])
     return height, width
 
@@ -97,15 +103,8 @@ def probe_video(path: str) -> None:
     """Decode the first, middle and last frames of ``path`` (and load its mask sidecar if any) with the
     training decoder; raises :class:`VideoDecodeError` naming what failed."""
     read_clip(path, lambda n, fps: np.unique([0, n // 2, n - 1]))
-    sidecar = mask_sidecar_path(path)
-    if os.path.exists(sidecar):
-        try:
-            masks = load_masks(sidecar)
-        except (OSError, KeyError, ValueError) as error:
-            raise VideoDecodeError(sidecar, "bad mask sidecar", f"{type(error).__name__}: {error}"[:200])
-        if masks.ndim != 3 or len(masks) == 0:
-            raise VideoDecodeError(sidecar, "bad mask sidecar",
-                                   f"masks of shape {masks.shape}, not (frames, H, W)")
+    if os.path.exists(mask_sidecar_path(path)):
+        read_mask_sidecar(path)
 
 
 def _probe_in_child(path: str, connection) -> None:

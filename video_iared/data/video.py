@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .files import temporary_path
+from .files import load_masks, mask_sidecar_path, temporary_path
 
 if TYPE_CHECKING:
     import av
 
 __all__ = [
-    "FAILURE_KINDS", "DEFAULT_FAULT_TOLERANCE", "DecodedClip", "VideoDecodeError", "VideoWriter", "read_clip", "write_video",
+    "FAILURE_KINDS", "DEFAULT_FAULT_TOLERANCE", "DecodedClip", "VideoDecodeError", "VideoWriter", "read_clip",
+    "read_mask_sidecar", "write_video",
 ]
 
 # share of corrupt frames that decord may silently replace by the last good frame before it raises;
@@ -93,6 +94,19 @@ def read_clip(
     except (RuntimeError, decord.DECORDError) as error:
         raise VideoDecodeError(path, "decoding failed", _first_line(error))
     return DecodedClip(frames=frames, indices=indices, num_video_frames=num_video_frames, fps=fps)
+
+
+def read_mask_sidecar(video_path: str) -> np.ndarray:
+    """The uint8 ``(frames, H, W)`` masks of ``video_path``'s sidecar; one that cannot be read or has
+    another shape raises :class:`VideoDecodeError` ("bad mask sidecar")."""
+    path = mask_sidecar_path(video_path)
+    try:
+        masks = load_masks(path)
+    except (OSError, KeyError, ValueError) as error:
+        raise VideoDecodeError(path, "bad mask sidecar", f"{type(error).__name__}: {error}"[:200])
+    if masks.ndim != 3 or len(masks) == 0:
+        raise VideoDecodeError(path, "bad mask sidecar", f"masks of shape {masks.shape}, not (frames, H, W)")
+    return masks.astype(np.uint8, copy=False)
 
 
 class VideoWriter:
