@@ -27,23 +27,23 @@ import torch
 import torch.nn.functional as F
 
 from .failures import Failure, FailureLog
-from .files import load_masks, mask_sidecar_path
+from .files import mask_sidecar_path
 from .sampling import clip_indices, temporal_view_positions
 from .transforms import Box, crop_clip, crop_masks, multi_view_crop_boxes, train_crop_box
-from .video import DEFAULT_FAULT_TOLERANCE, DecodedClip, VideoDecodeError, read_clip
+from .video import DEFAULT_FAULT_TOLERANCE, DecodedClip, VideoDecodeError, read_clip, read_mask_sidecar
 
-__all__ = ["DatasetInfo", "VideoDataset", "read_list", "load_dataset_info"]
+__all__ = ["DatasetInfo", "VideoDataset", "parse_list", "read_list", "load_dataset_info"]
 
 Split = Literal["train", "val", "test"]
 
 
-def read_list(list_path: str, *, path_prefix: str | None = None) -> list[tuple[str, int]]:
-    """Parse a ``path label`` (or ``path,label``) list; a bad line raises naming file and line number.
+def parse_list(list_path: str) -> list[tuple[str, int]]:
+    """``(path as written, label)`` of a ``path label`` (or ``path,label``) list; a bad line raises
+    naming file and line number.
 
     Paths may contain spaces (the label is the last field). A first line ``path label`` / ``path,label``
     is taken as a header and skipped. Blank lines are ignored.
     """
-    root = os.path.dirname(os.path.abspath(list_path)) if path_prefix is None else path_prefix
     items = []
     with open(list_path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
@@ -61,10 +61,16 @@ def read_list(list_path: str, *, path_prefix: str | None = None) -> list[tuple[s
                 raise ValueError(
                     f"{list_path}:{number}: expected 'path label' or 'path,label' with a label >= 0, got {line!r}"
                 ) from None
-            items.append((os.path.join(root, path), label))
+            items.append((path, label))
     if not items:
         raise ValueError(f"{list_path}: no items")
     return items
+
+
+def read_list(list_path: str, *, path_prefix: str | None = None) -> list[tuple[str, int]]:
+    """:func:`parse_list` with the paths resolved against ``path_prefix`` (default: the list's folder)."""
+    root = os.path.dirname(os.path.abspath(list_path)) if path_prefix is None else path_prefix
+    return [(os.path.normpath(os.path.join(root, path)), label) for path, label in parse_list(list_path)]
 
 
 @dataclass
@@ -90,12 +96,8 @@ def load_dataset_info(folder: str) -> DatasetInfo:
 
 def _load_masks(video_path: str, indices: np.ndarray, frame_size: tuple[int, int]) -> torch.Tensor:
     """Masks of the sampled frames at the video's frame size (sidecars may be stored smaller)."""
-    path = mask_sidecar_path(video_path)
-    try:
-        masks = load_masks(path)
-        masks = torch.from_numpy(masks[np.clip(indices, 0, len(masks) - 1)].astype(np.uint8))
-    except (OSError, KeyError, ValueError, IndexError) as error:
-        raise VideoDecodeError(path, "bad mask sidecar", f"{type(error).__name__}: {error}"[:200])
+    masks = read_mask_sidecar(video_path)
+    masks = torch.from_numpy(masks[np.clip(indices, 0, len(masks) - 1)])
     if tuple(masks.shape[1:]) != frame_size:
         masks = F.interpolate(masks[None].float(), size=frame_size, mode="nearest-exact")[0].to(torch.uint8)
     return masks

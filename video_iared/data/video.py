@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from .files import load_masks, mask_sidecar_path, temporary_path
+
+if TYPE_CHECKING:
+    import av
+
 __all__ = [
-    "FAILURE_KINDS", "DEFAULT_FAULT_TOLERANCE", "DecodedClip", "VideoDecodeError", "VideoWriter", "read_clip", "write_video",
+    "FAILURE_KINDS", "DEFAULT_FAULT_TOLERANCE", "DecodedClip", "VideoDecodeError", "VideoWriter", "read_clip",
+    "read_mask_sidecar", "write_video",
 ]
 
 # share of corrupt frames that decord may silently replace by the last good frame before it raises;
@@ -90,28 +96,45 @@ def read_clip(
     return DecodedClip(frames=frames, indices=indices, num_video_frames=num_video_frames, fps=fps)
 
 
+def read_mask_sidecar(video_path: str) -> np.ndarray:
+    """The uint8 ``(frames, H, W)`` masks of ``video_path``'s sidecar; one that cannot be read or has
+    another shape raises :class:`VideoDecodeError` ("bad mask sidecar")."""
+    path = mask_sidecar_path(video_path)
+    try:
+        masks = load_masks(path)
+    except (OSError, KeyError, ValueError) as error:
+        raise VideoDecodeError(path, "bad mask sidecar", f"{type(error).__name__}: {error}"[:200])
+    if masks.ndim != 3 or len(masks) == 0:
+        raise VideoDecodeError(path, "bad mask sidecar", f"masks of shape {masks.shape}, not (frames, H, W)")
+    return masks.astype(np.uint8, copy=False)
+
+
 class VideoWriter:
     """Streaming h264 mp4 writer (PyAV) that never leaves a half-written file: frames go to a
     temporary file in the same folder, renamed over ``path`` only by a successful :meth:`close`.
 
     ``gop`` is the keyframe interval (random access seeks back to the previous keyframe, so a short
     GOP makes decord's ``get_batch`` cheaper); ``crf`` the x264 quality (lower = better, 23 default).
-    Odd frame sizes are encoded in yuv444p, which x264 allows and yuv420p does not.
+    Odd frame sizes are encoded in yuv444p, which x264 allows and yuv420p does not. ``threads`` is
+    x264's thread count (0 = one per core; 1 when many videos are encoded in parallel processes).
     """
 
     def __init__(self, path: str, *, width: int, height: int, fps: float = 30.0, gop: int | None = None,
-                 crf: int = 23, pix_fmt: str | None = None):
+                 crf: int = 23, pix_fmt: str | None = None, threads: int = 0):
         import av
         from fractions import Fraction
 
         self.path = path
-        self._tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                                 f".{os.path.basename(path)}.{os.getpid()}.tmp")
+        self._tmp = temporary_path(path)
         self._container = av.open(self._tmp, "w", format="mp4", options={"movflags": "+faststart"})
-        self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001),
+        rate = Fraction(fps).limit_denominator(1001)
+        self._time_base = 1 / rate
+        self._stream = self._container.add_stream("libx264", rate=rate,
                                                   options={"crf": str(crf), "preset": "veryfast"})
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = pix_fmt or ("yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p")
+        self._stream.codec_context.thread_count = threads
+        self._frames_written = 0
         if gop is not None:
             self._stream.codec_context.gop_size = gop
             self._stream.codec_context.options = {**self._stream.codec_context.options,
@@ -121,7 +144,18 @@ class VideoWriter:
         """Append one uint8 ``(H, W, 3)`` RGB frame."""
         import av
 
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+        self.write_frame(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
+
+    def write_frame(self, frame: "av.VideoFrame") -> None:
+        """Append one decoded PyAV frame, rescaled (area filter) to the output size and pixel format."""
+        stream = self._stream
+        if (frame.width, frame.height, frame.format.name) != (stream.width, stream.height, stream.pix_fmt):
+            frame = frame.reformat(width=stream.width, height=stream.height, format=stream.pix_fmt,
+                                   interpolation="AREA")
+        # timestamps are the writer's (constant rate, in frames), not the source's
+        frame.pts, frame.time_base = self._frames_written, self._time_base
+        self._frames_written += 1
+        for packet in stream.encode(frame):
             self._container.mux(packet)
 
     def close(self) -> None:
@@ -132,7 +166,8 @@ class VideoWriter:
 
     def abort(self) -> None:
         self._container.close()
-        os.remove(self._tmp)
+        if os.path.exists(self._tmp):
+            os.remove(self._tmp)
 
     def __enter__(self) -> "VideoWriter":
         return self
