@@ -41,5 +41,5 @@ def make_synthetic(root: Path, *, num_train: int, num_val: int, size: int = 32, 
 
 @pytest.fixture(scope="session")
 def small_synthetic(tmp_path_factory) -> Path:
-    """40 train / 12 val synthetic videos of 32x32: enough for engine mechanics, not for accuracy."""
-    return make_synthetic(tmp_path_factory.mktemp("synthetic_small"), num_train=40, num_val=12)
+    """24 train / 8 val synthetic videos of 32x32: enough for engine mechanics, not for accuracy."""
+    return make_synthetic(tmp_path_factory.mktemp("synthetic_small"), num_train=24, num_val=8)
