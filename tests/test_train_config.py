@@ -16,6 +16,12 @@ CPU = torch.device("cpu")
     (["optim.accum_steps=0"], "must be >= 1"),
     (["iared.curriculum_epochs=[0,1,2]"], "interpreters stage only"),
     (["optim.ema_decay=1.0"], "ema_decay"),
+    (["model.name=timesformer_huge"], "unknown model"),
+    (["iared.stage=interpreters"], "needs interpreters: set model.interpreter_blocks"),
+    (["iared.stage=interpreters", "model.interpreter_blocks=[1,2]", "iared.curriculum_epochs=[0]"],
+     "one start epoch per group"),
+    (["model.interpreter_blocks=[2,1]"], "must be increasing"),
+    (["model.interpreter_blocks=[4]"], r"within \[0, 4\)"),
 ])
 def test_engine_settings_are_checked(overrides, match):
     with pytest.raises(ConfigError, match=match):
@@ -23,14 +29,10 @@ def test_engine_settings_are_checked(overrides, match):
 
 
 @pytest.mark.parametrize("overrides, match", [
-    (["iared.stage=interpreters"], "needs interpreters: set model.interpreter_blocks"),
-    (["iared.stage=interpreters", "model.interpreter_blocks=[1,2]", "iared.curriculum_epochs=[0]"],
-     "one start epoch per group"),
-    (["model.interpreter_blocks=[2,1]"], "must be increasing"),
     (["data.root="], "data.root is not set"),
     (["data.train_jitter_scales=[40,32]"], r"\[min, max\]"),
 ])
-def test_model_and_data_settings_are_checked(overrides, match, tmp_path):
+def test_data_settings_are_checked(overrides, match, tmp_path):
     base = [f"run.output_dir={tmp_path}", "model.num_classes=6", "data.root=/nonexistent"]
     with pytest.raises(ConfigError, match=match):
         train(load_config(None, base + overrides))
