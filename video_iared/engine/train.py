@@ -14,10 +14,12 @@ consumes the same items with the same augmentation and the same drop-path / toke
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -70,10 +72,6 @@ def check_config(cfg: Config, device: torch.device) -> None:
 
 
 def _seed_all(seed: int) -> None:
-    import random
-
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
