@@ -313,10 +313,12 @@ def train(cfg: Config) -> dict[str, Any]:
     env = distributed.detect()
     device = resolve_device(cfg.run.device)
     check_config(cfg, device)
+    owns_group = not torch.distributed.is_initialized()
     distributed.setup(env, device)
     if device.type == "cuda":
         device = torch.device("cuda", env.local_rank)
     try:
         return _Trainer(cfg, env, device).fit()
     finally:
-        distributed.teardown()
+        if owns_group:
+            distributed.teardown()
