@@ -52,3 +52,25 @@ def test_non_finite_loss_names_step_and_last_checkpoint(small_synthetic, tmp_pat
                              "model.num_classes=6", "run.ckpt_every_steps=2", f"run.output_dir={tmp_path}"])
     with pytest.raises(FloatingPointError, match=r"loss is nan at optimiser step 3 .*checkpoint\.pth"):
         train(cfg)
+
+
+def test_build_model_maps_the_config():
+    from video_iared.models.build import build_model
+    from video_iared.models.iared import IARed
+
+    dense = build_model(load_config(None, ["model.num_classes=6", "model.num_frames=4"]).model)
+    assert dense.num_frames == 4 and dense.head.out_features == 6 and dense.grid_size == 4
+    iared = build_model(load_config(None, ["model.num_classes=6", "model.interpreter_blocks=[1,3]",
+                                           "model.interpreter_heads=2"]).model)
+    assert isinstance(iared, IARed) and iared.group_starts == [1, 3] and len(iared.interpreters) == 2
+
+
+def test_input_spec_takes_the_model_metadata_then_data_overrides():
+    from video_iared.engine.datasets import input_spec
+
+    spec = input_spec(load_config())
+    assert (spec.num_frames, spec.sampling_rate, spec.crop_size, spec.train_jitter_scales) == (8, 4, 32, (32, 40))
+    spec = input_spec(load_config(None, ["model.name=timesformer_base_patch16_224", "model.num_frames=16",
+                                         "data.sampling_rate=8"]))
+    assert (spec.num_frames, spec.sampling_rate, spec.crop_size, spec.train_jitter_scales) == (16, 8, 224, (256, 320))
+    assert spec.mean == (0.45,) * 3 and spec.std == (0.225,) * 3
