@@ -1,0 +1,54 @@
+"""The typed, layered config: defaults -> YAML (with _base_) -> key=value overrides."""
+import pytest
+import yaml
+
+from video_iared.config import Config, ConfigError, load_config, parse_override
+
+
+def test_defaults_are_the_official_recipe():
+    cfg = load_config()
+    assert (cfg.optim.optimizer, cfg.optim.lr, cfg.optim.global_batch) == ("sgd", 0.005, 64)
+    assert cfg.optim.lr_steps == [11, 14] and cfg.optim.epochs == 15 and cfg.optim.nesterov
+
+
+def test_layers_apply_in_order(tmp_path):
+    (tmp_path / "base.yaml").write_text("model: {num_classes: 10, drop_path_rate: 0.2}\noptim: {lr: 0.1}\n")
+    (tmp_path / "exp.yaml").write_text("_base_: base.yaml\noptim: {lr: 0.01}\n")
+    cfg = load_config(tmp_path / "exp.yaml", ["optim.lr=0.5", "model.interpreter_blocks=[0,4,8]"])
+    assert cfg.model.num_classes == 10 and cfg.model.drop_path_rate == 0.2
+    assert cfg.optim.lr == 0.5
+    assert cfg.model.interpreter_blocks == [0, 4, 8]
+
+
+def test_misspelled_key_names_the_nearest(tmp_path):
+    with pytest.raises(ConfigError, match=r"'optim.lrr'.*did you mean 'lr'"):
+        load_config(None, ["optim.lrr=0.1"])
+    (tmp_path / "bad.yaml").write_text("modle: {num_classes: 3}\n")
+    with pytest.raises(ConfigError, match=r"'modle'.*did you mean 'model'"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_types_and_choices_are_checked():
+    with pytest.raises(ConfigError, match="expects int"):
+        load_config(None, ["model.num_classes=ten"])
+    with pytest.raises(ConfigError, match="must be one of divided_space_time"):
+        load_config(None, ["model.attention_type=divided"])
+    with pytest.raises(ConfigError, match="is a section"):
+        load_config(None, ["optim=3"])
+    assert load_config(None, ["optim.lr=1"]).optim.lr == 1.0  # int widened to float
+    assert load_config(None, ["model.num_frames=null"]).model.num_frames is None
+
+
+def test_missing_file_and_bad_override():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("does/not/exist.yaml")
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_override("optim.lr")
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config(None, ["run.seed=7", "data.train_jitter_scales=[40,48]"])
+    cfg.save(tmp_path / "run" / "config.yaml")
+    again = load_config(tmp_path / "run" / "config.yaml")
+    assert again == cfg and isinstance(again, Config)
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["run"]["seed"] == 7

@@ -1,0 +1,61 @@
+"""The ``video-iared`` console command: one subcommand per job, each with ``--help``.
+
+Every subcommand that builds a model takes ``--config FILE`` plus ``key=value`` overrides
+(``optim.lr=0.01 model.num_frames=16``), resolved by ``video_iared.config.load_config``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from video_iared.config import ConfigError, load_config
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="experiment YAML (configs/...); defaults when omitted")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. optim.lr=0.01 model.num_frames=16")
+
+
+def _cmd_flops(args: argparse.Namespace) -> int:
+    from video_iared.flops import report_model_cost
+
+    cfg = load_config(args.config, args.overrides)
+    print(report_model_cost(cfg, keep_ratio=args.keep_ratio))
+    return 0
+
+
+def _register_flops(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("flops", help="GFLOPs per view (fvcore convention: 1 multiply-add = 1 flop) "
+                       "and parameters of a config's model")
+    _add_config_args(p)
+    p.add_argument("--keep-ratio", type=float, default=1.0,
+                   help="share of patch tokens kept after each interpreter (IA-RED2 configs)")
+    p.set_defaults(func=_cmd_flops)
+
+
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_register_flops]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="video-iared",
+        description="IA-RED2 for video transformers: train, evaluate, sweep, interpret, predict, flops.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in _REGISTRARS:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"video-iared {args.command}: config error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Analytic multiply-accumulate counts, per sample, from kept-token masks — and fvcore to check them.
+
+Convention (fvcore's, used by TimeSformer's and DeiT's papers): one multiply-add = one "flop"; linear
+layers, convolutions and attention matmuls count ``in × out`` per token. Norms, softmax, GELU and
+additions are not counted — the convention behind TimeSformer-B's 195.8 G per view and DeiT-S's 4.6 G
+(fvcore's default LayerNorm handle would add ~0.1 %; ``fvcore_macs`` switches it off to match).
+
+The counter is a pure function of the model's shape and the keep masks ``(B, T, N)`` after each
+interpreter, so evaluation can average the real per-sample cost over a dataset (IA-RED2 keeps a
+different number of tokens in every sample).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+
+@dataclass(frozen=True)
+class VitShape:
+    """What the MAC count depends on: the backbone's dimensions and its token grid."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float
+    patch_size: int
+    in_chans: int
+    num_classes: int
+    num_patches: int  # N per frame
+    num_frames: int  # T (1 for images)
+    attention_type: str  # divided_space_time | joint_space_time | space_only | image
+
+    @property
+    def mlp_hidden(self) -> int:
+        return int(self.embed_dim * self.mlp_ratio)
+
+
+def _attention(tokens: torch.Tensor, sq_lengths: torch.Tensor, dim: int) -> torch.Tensor:
+    """qkv + attention matmuls (q·kᵀ and attn·v, summed over heads: L² · dim each) + out proj."""
+    return tokens * 4 * dim * dim + 2 * sq_lengths * dim
+
+
+def _mlp(tokens: torch.Tensor, shape: VitShape) -> torch.Tensor:
+    return 2 * tokens * shape.embed_dim * shape.mlp_hidden
+
+
+def block_macs(shape: VitShape, keep: torch.Tensor) -> torch.Tensor:
+    """MACs of one block for each sample, given its kept patch tokens ``keep`` (B, T, N) bool.
+
+    Divided: temporal attention over the kept tokens of each location (CLS excluded) + temporal_fc,
+    then spatial attention per frame over that frame's kept tokens and its copy of CLS, then the MLP
+    over CLS + kept tokens. Joint / image: one sequence of CLS + kept tokens. Space-only: every frame
+    is an image with its own CLS.
+    """
+    d = shape.embed_dim
+    keep = keep.to(torch.float64)
+    kept = keep.sum((1, 2))  # (B,)
+    per_frame = keep.sum(2)  # (B, T)
+    frames = keep.shape[1]
+    if shape.attention_type == "divided_space_time":
+        per_location = keep.sum(1)  # (B, N)
+        temporal = _attention(kept, (per_location ** 2).sum(1), d) + kept * d * d  # + temporal_fc
+        spatial_tokens = kept + frames  # each frame's tokens plus its CLS copy
+        spatial = _attention(spatial_tokens, ((per_frame + 1) ** 2).sum(1), d)
+        return temporal + spatial + _mlp(kept + 1, shape)
+    if shape.attention_type in ("joint_space_time", "image"):
+        tokens = kept + 1
+        return _attention(tokens, tokens ** 2, d) + _mlp(tokens, shape)
+    if shape.attention_type == "space_only":
+        tokens = kept + frames
+        return _attention(tokens, ((per_frame + 1) ** 2).sum(1), d) + _mlp(tokens, shape)
+    raise ValueError(f"unknown attention_type {shape.attention_type!r}")
+
+
+def interpreter_macs(shape: VitShape, tokens_in: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """One multi-head interpreter scoring ``tokens_in`` tokens (CLS included) per sample.
+
+    The CLS query projection (dim²), folding it through each head's key weights (dim² over all
+    heads) and one dot product per head and token (heads × dim).
+    """
+    d = shape.embed_dim
+    return 2 * d * d + tokens_in * num_heads * d
+
+
+def model_macs(shape: VitShape, batch: int = 1, group_starts: Sequence[int] = (),
+               group_keep: Sequence[torch.Tensor] = (), interpreter_heads: int = 6) -> torch.Tensor:
+    """MACs per sample (B,) of the whole model: patch embedding, interpreters, blocks, norm, head.
+
+    ``group_keep[g]`` (B, T, N) bool is the keep mask after interpreter ``g`` (placed before block
+    ``group_starts[g]``); blocks before the first interpreter, or all blocks without any, are dense.
+    """
+    if len(group_starts) != len(group_keep):
+        raise ValueError(f"{len(group_starts)} group starts but {len(group_keep)} keep masks")
+    t, n, d = shape.num_frames, shape.num_patches, shape.embed_dim
+    if group_keep:
+        batch = group_keep[0].shape[0]
+    dense = torch.ones(batch, t, n, dtype=torch.bool)
+    total = torch.full((batch,), float(t * n * d * shape.in_chans * shape.patch_size ** 2),
+                       dtype=torch.float64)  # patch embedding conv
+    keep, starts = dense, dict(zip(group_starts, group_keep))
+    for b in range(shape.depth):
+        if b in starts:
+            cls_tokens = t if shape.attention_type == "space_only" else 1
+            total += interpreter_macs(shape, keep.sum((1, 2)).double() + cls_tokens, interpreter_heads)
+            keep = starts[b]
+        total += block_macs(shape, keep)
+    return total + d * shape.num_classes
+
+
+def keep_ratio_masks(shape: VitShape, ratios: Sequence[float], batch: int = 1) -> list[torch.Tensor]:
+    """Nested masks keeping the first ``round(r·T·N)`` tokens: for cost reports at a keep ratio."""
+    total = shape.num_frames * shape.num_patches
+    masks = []
+    for ratio in ratios:
+        flat = torch.zeros(batch, total, dtype=torch.bool)
+        flat[:, : round(ratio * total)] = True
+        masks.append(flat.view(batch, shape.num_frames, shape.num_patches))
+    return masks
+
+
+# ---------------------------------------------------------------------------------------------
+# fvcore cross-check
+
+_MATMUL_LIKE = ("matmul", "mm", "bmm", "addmm", "baddbmm", "einsum", "linear", "conv",
+                "scaled_dot_product", "attention")
+
+
+def _sdpa_handle(inputs: list[Any], outputs: list[Any]) -> int:
+    """fvcore has no handle for aten::scaled_dot_product_attention and silently skips it."""
+    from fvcore.nn.jit_handles import get_shape
+
+    q, k, v = (get_shape(x) for x in inputs[:3])
+    batch = 1
+    for size in q[:-2]:
+        batch *= size
+    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
+def fvcore_macs(model: torch.nn.Module, inputs: Any) -> tuple[int, dict[str, int]]:
+    """Trace ``model(*inputs)`` with fvcore; returns (total MACs, unsupported matmul-like ops).
+
+    A matmul-like op that fvcore cannot count would silently lower the total (DeiT-S read 4.25 G
+    instead of 4.61 G before the SDPA handle), so callers should treat a non-empty dict as an error.
+    """
+    from fvcore.nn import FlopCountAnalysis
+
+    analysis = FlopCountAnalysis(model, inputs)
+    analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_handle)
+    for norm in ("aten::layer_norm", "aten::group_norm", "aten::batch_norm", "aten::instance_norm"):
+        # Not counted (module docstring). A None handle would only silence fvcore, not drop the count.
+        analysis.set_op_handle(norm, lambda inputs, outputs: 0)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    total = analysis.total()
+    unsupported = {op: n for op, n in analysis.unsupported_ops().items()
+                   if any(word in op for word in _MATMUL_LIKE)}
+    return total, unsupported
+
+
+def shape_of(model: torch.nn.Module) -> VitShape:
+    """Read a TimeSformer's (or timm ViT's) dimensions off the module."""
+    block = model.blocks[0]
+    patch = model.patch_embed.proj.kernel_size[0]
+    num_patches = model.patch_embed.num_patches
+    return VitShape(embed_dim=model.embed_dim, depth=len(model.blocks), num_heads=block.attn.num_heads,
+                    mlp_ratio=block.mlp.fc1.out_features / model.embed_dim, patch_size=patch,
+                    in_chans=model.patch_embed.proj.in_channels, num_classes=model.num_classes,
+                    num_patches=num_patches, num_frames=getattr(model, "num_frames", 1),
+                    attention_type=getattr(model, "attention_type", "image"))
+
+
+def report_model_cost(cfg: Any, keep_ratio: float = 1.0) -> str:
+    """A short text report of a config's model: parameters and GFLOPs per view at a keep ratio.
+
+    With interpreters, ``keep_ratio`` is the share of the remaining tokens each interpreter keeps
+    (so after group g the cumulative share is keep_ratio ** (g + 1)).
+    """
+    from video_iared.models.build import build_model
+
+    model = build_model(cfg.model)
+    shape = shape_of(model)
+    starts = list(cfg.model.interpreter_blocks)
+    ratios = [keep_ratio ** (g + 1) for g in range(len(starts))]
+    macs = model_macs(shape, group_starts=starts, group_keep=keep_ratio_masks(shape, ratios),
+                      interpreter_heads=cfg.model.interpreter_heads).item()
+    dense = model_macs(shape).item()
+    params = sum(p.numel() for p in model.parameters())
+    lines = [f"model            {cfg.model.name} ({shape.attention_type}, {shape.num_frames} frames, "
+             f"{shape.num_patches} patches/frame)",
+             f"parameters       {params / 1e6:.2f} M",
+             f"GFLOPs per view  {macs / 1e9:.2f}  (dense {dense / 1e9:.2f}, ratio {macs / dense:.3f})"]
+    if starts:
+        lines.append(f"interpreters     before blocks {starts}, cumulative keep "
+                     + ", ".join(f"{r:.3f}" for r in ratios))
+    return "\n".join(lines)
