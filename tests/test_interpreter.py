@@ -43,7 +43,8 @@ def test_folded_scores_equal_plain_formulation_and_load_its_weights():
 def test_interpreter_costs_under_one_percent_of_timesformer_b():
     dim, tokens = 768, 8 * 196
     interpreter = MultiHeadInterpreter(dim, 6)
-    state = TokenState(torch.randn(1, dim), torch.randn(tokens, dim), TokenLayout(1, 8, 196, torch.device("cpu")))
+    layout = TokenLayout(1, 8, 196, torch.device("cpu"))
+    state = TokenState(torch.randn(1, dim), torch.randn(tokens, dim), layout)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         interpreter(state.cls, state.patches, state.rows_by_cls)
     macs = counter.get_total_flops() / 2

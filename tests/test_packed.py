@@ -2,8 +2,7 @@
 import pytest
 import torch
 from einops import rearrange
-from test_timesformer import randomize
-from timesformer_reference import reference_forward
+from timesformer_reference import randomize, reference_forward
 
 from video_iared.models import TimeSformer
 from video_iared.models.iared import IARed
@@ -111,3 +110,18 @@ def test_empty_sample_and_empty_batch():
         assert state.patches.shape == (5, 32) and torch.isfinite(state.patches).all()
         dense = unpack(state.patches, state.layout.flat, B, T * N)
         assert dense[0].abs().sum() == 0 and dense[1, :5].abs().sum() > 0
+
+
+def test_packed_training_with_checkpointing_and_bf16_autocast():
+    model = build("divided_space_time")
+    model.set_grad_checkpointing(True)
+    iared = IARed(model, group_starts=(0, 2), interpreter_heads=2, decision="sample").train()
+    clip = torch.randn(B, 3, T, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = iared(clip)
+        loss = out.logits.float().logsumexp(1).sum() - out.log_prob.sum()
+    loss.backward()
+    assert out.groups[1].kept.lt(N * T).all()
+    assert torch.isfinite(model.blocks[2].attn.qkv.weight.grad).all()
+    assert model.blocks[2].attn.qkv.weight.grad.abs().sum() > 0
+    assert iared.interpreters[1].qk.weight.grad.abs().sum() > 0

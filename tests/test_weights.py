@@ -3,7 +3,7 @@ import pytest
 import timm
 import torch
 from safetensors.torch import save_file
-from test_timesformer import randomize
+from timesformer_reference import randomize
 
 from video_iared.models import TimeSformer, WeightsError, load_weights
 from video_iared.models.weights import resize_time_embed
@@ -68,7 +68,7 @@ def test_deit_wrapper_new_head_and_resized_grid(tmp_path):
     report = load_weights(model, path)
     assert report.missing == ["head.weight", "head.bias"] and report.resized == ["pos_embed"]
     assert torch.equal(model.pos_embed[0, 1], image_model.pos_embed[0, 1])       # grid (0, 0)
-    assert torch.equal(model.pos_embed[0, 1 + 5 * 6 + 5], image_model.pos_embed[0, 16])  # grid (5, 5) <- (3, 3)
+    assert torch.equal(model.pos_embed[0, 1 + 5 * 6 + 5], image_model.pos_embed[0, 16])  # (5, 5) <- (3, 3)
 
 
 def test_project_checkpoint_round_trip(tmp_path):
@@ -87,7 +87,8 @@ def test_project_checkpoint_round_trip(tmp_path):
 def test_real_mismatch_names_keys_unless_not_strict():
     state = vit(embed_dim=48).state_dict()
     model = timesformer()
-    with pytest.raises(WeightsError, match=r"blocks\.0\.attn\.qkv\.weight: checkpoint \(144, 48\) vs model \(96, 32\)"):
+    message = r"blocks\.0\.attn\.qkv\.weight: checkpoint \(144, 48\) vs model \(96, 32\)"
+    with pytest.raises(WeightsError, match=message):
         load_weights(model, state)
     before = model.cls_token.clone()
     report = load_weights(model, state, strict=False)
@@ -113,3 +114,19 @@ def test_pickle_with_code_is_refused(tmp_path, capsys):
     with pytest.raises(WeightsError, match="weights_only=True"):
         load_weights(timesformer(), path)
     assert "this pickle runs code" not in capsys.readouterr().out
+
+
+def test_iared_model_takes_backbone_checkpoints_and_its_own():
+    from video_iared.models import IARed
+
+    source = timesformer()
+    randomize(source)
+    model = IARed(timesformer(), group_starts=(0, 1), interpreter_heads=2)
+    report = load_weights(model, {"model_state": {f"model.{k}": v for k, v in source.state_dict().items()}})
+    assert report.missing == ["interpreters.0.qk.weight", "interpreters.0.qk.bias",
+                              "interpreters.1.qk.weight", "interpreters.1.qk.bias"]
+    assert torch.equal(model.backbone.cls_token, source.cls_token)
+    again = IARed(timesformer(), group_starts=(0, 1), interpreter_heads=2)
+    report = load_weights(again, {"model": model.state_dict(), "epoch": 1})
+    assert not report.missing
+    assert torch.equal(again.interpreters[1].qk.weight, model.interpreters[1].qk.weight)

@@ -91,8 +91,8 @@ def reference_forward(sd, clip, *, patch, heads, depth, attention_type, keep=Non
                     if not frames:
                         continue
                     seq = tokens[b, frames, n]
-                    out = self_attention(layer_norm(seq, sd[p + "temporal_norm1.weight"],
-                                                    sd[p + "temporal_norm1.bias"]), sd, p + "temporal_attn", heads)
+                    normed = layer_norm(seq, sd[p + "temporal_norm1.weight"], sd[p + "temporal_norm1.bias"])
+                    out = self_attention(normed, sd, p + "temporal_attn", heads)
                     new_tokens[b, frames, n] = seq + linear(out, sd, p + "temporal_fc")
                 cls_sum = torch.zeros_like(cls[b])
                 spatial = new_tokens.clone()
@@ -129,3 +129,12 @@ def reference_forward(sd, clip, *, patch, heads, depth, attention_type, keep=Non
         cls = cls.mean(1)
     logits = linear(layer_norm(cls, sd["norm.weight"], sd["norm.bias"]), sd, "head")
     return logits, tokens
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> None:
+    """Large random weights (temporal_fc included) so every path moves the logits."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, generator=gen)
+            param.copy_(1 + 0.1 * noise if "norm" in name and name.endswith("weight") else 0.15 * noise)

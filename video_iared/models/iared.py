@@ -112,7 +112,8 @@ class IARed(nn.Module):
                 if keep is not None:
                     new = rearrange(keep[g], "b t n -> b (n t)") & present
                 else:
-                    budget = None if self.budgets is None else round(self.budgets[g] * layout.tokens_per_sample)
+                    budget = (None if self.budgets is None
+                              else round(self.budgets[g] * layout.tokens_per_sample))
                     new, log_prob = decide(scores, present, decision, threshold=self.threshold, budget=budget)
                 if not torch.equal(new, present):
                     state, present = state.select(new), new

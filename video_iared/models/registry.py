@@ -31,11 +31,14 @@ _VIT_B = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.
 # name -> (metadata, constructor defaults)
 _VARIANTS: dict[str, tuple[ModelInfo, dict[str, Any]]] = {
     # TimeSformer_divST_8x32_224: 8 frames every 32, 224 crops (K400 78.0 % top-1)
-    "timesformer_base_patch16_224": (ModelInfo(8, 32, 224, (256, 320)), dict(img_size=224, num_frames=8, **_VIT_B)),
+    "timesformer_base_patch16_224": (ModelInfo(8, 32, 224, (256, 320)),
+                                     dict(img_size=224, num_frames=8, **_VIT_B)),
     # TimeSformer-HR, TimeSformer_divST_16x16_448
-    "timesformer_hr_patch16_448": (ModelInfo(16, 16, 448, (448, 512)), dict(img_size=448, num_frames=16, **_VIT_B)),
+    "timesformer_hr_patch16_448": (ModelInfo(16, 16, 448, (448, 512)),
+                                   dict(img_size=448, num_frames=16, **_VIT_B)),
     # TimeSformer-L, TimeSformer_divST_96x4_224: ViT-B over 96 frames
-    "timesformer_large_patch16_224": (ModelInfo(96, 4, 224, (256, 320)), dict(img_size=224, num_frames=96, **_VIT_B)),
+    "timesformer_large_patch16_224": (ModelInfo(96, 4, 224, (256, 320)),
+                                      dict(img_size=224, num_frames=96, **_VIT_B)),
     # CPU tests and demos: 32x32 frames, 4x4 patches of 8 pixels
     "timesformer_tiny_patch8_32": (ModelInfo(8, 4, 32, (32, 40)),
                                    dict(img_size=32, patch_size=8, num_frames=8, embed_dim=96, depth=4,

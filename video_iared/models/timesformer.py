@@ -58,7 +58,8 @@ class Block(nn.Module):
             groups = layout.frame_groups
         else:  # joint: one group per sample; space-only: one group per frame with its own CLS
             cls_rows = cls
-            groups = layout.sample_groups if self.attention_type == "joint_space_time" else layout.frame_groups
+            joint = self.attention_type == "joint_space_time"
+            groups = layout.sample_groups if joint else layout.frame_groups
         res = self.attn(self.norm1(torch.cat([cls_rows, patches])), groups)
         cls_res, patch_res = res[: cls_rows.shape[0]], res[cls_rows.shape[0]:]
         if self.attention_type == "divided_space_time":
@@ -150,7 +151,7 @@ class TimeSformer(nn.Module):
             grid = rearrange(pos[:, 1:], "1 (h w) d -> 1 d h w", h=self.grid_size)
             grid = F.interpolate(grid, size=(height, width), mode="nearest")
             pos = torch.cat([pos[:, :1], rearrange(grid, "1 d h w -> 1 (h w) d")], dim=1)
-        num_cls = batch * frames if self.attention_type == "space_only" else batch  # space-only: CLS per frame
+        num_cls = batch * frames if self.attention_type == "space_only" else batch  # space-only: per frame
         cls = self.pos_drop((self.cls_token[:, 0] + pos[:, 0]).expand(num_cls, -1))
         patches = self.pos_drop(rearrange(x, "b t h w d -> b (h w) t d") + pos[:, 1:, None])
         if self.attention_type != "space_only":
