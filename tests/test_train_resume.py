@@ -9,7 +9,7 @@ import torch
 from video_iared.engine.checkpoint import load_checkpoint
 from video_iared.engine.logging import read_metrics
 
-from conftest import run_python, torchrun_args
+from train_helpers import run_python, torchrun_args
 
 pytestmark = pytest.mark.slow
 
