@@ -46,8 +46,10 @@ def input_spec(cfg: Config) -> InputSpec:
         train_jitter_scales=(jitter[0], jitter[1]), mean=tuple(info.mean), std=tuple(info.std))
 
 
-def build_dataset(cfg: Config, split: Literal["train", "val", "test"], spec: InputSpec) -> VideoDataset:
-    """The ``split`` list of ``cfg.data`` producing the clips ``spec`` describes."""
+def build_dataset(cfg: Config, split: Literal["train", "val", "test"], spec: InputSpec, *,
+                  with_masks: bool = False) -> VideoDataset:
+    """The ``split`` list of ``cfg.data`` producing the clips ``spec`` describes (and the actor masks
+    of datasets that have them when ``with_masks``: interpretability metrics)."""
     data = cfg.data
     if not data.root:
         raise ConfigError("data.root is not set: point it at the folder holding the video lists")
@@ -58,7 +60,7 @@ def build_dataset(cfg: Config, split: Literal["train", "val", "test"], spec: Inp
         train_jitter_scales=spec.train_jitter_scales,
         test_scale=data.test_scale or round(spec.crop_size * 256 / 224),
         num_ensemble_views=data.num_ensemble_views, num_spatial_crops=data.num_spatial_crops,
-        path_prefix=data.path_prefix or None, flip=data.flip, seed=cfg.run.seed)
+        path_prefix=data.path_prefix or None, flip=data.flip, with_masks=with_masks, seed=cfg.run.seed)
 
 
 def loader_seed(seed: int, epoch: int) -> int:

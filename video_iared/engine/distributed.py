@@ -101,10 +101,11 @@ def detect(environ: Mapping[str, str] | None = None) -> DistEnv:
 
 
 def setup(env: DistEnv, device: torch.device) -> None:
-    """Join the process group (nccl on CUDA, gloo on CPU) and pin this process's GPU."""
+    """Join the process group (nccl on CUDA, gloo on CPU) and pin this process's GPU; a group the
+    caller already set up is used as it is."""
     if device.type == "cuda":
         torch.cuda.set_device(env.local_rank)
-    if not env.distributed:
+    if not env.distributed or dist.is_initialized():
         return
     dist.init_process_group(
         backend="nccl" if device.type == "cuda" else "gloo",

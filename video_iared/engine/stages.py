@@ -9,18 +9,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from video_iared.config import Config, ConfigError
+from video_iared.models.iared import IARedOutput
 
 from . import distributed, policy
 
-__all__ = ["StageInfo", "stage_info", "set_trainable", "backbone_loss", "interpreter_loss",
-           "finetune_loss", "forward", "dense_logits", "INTERPRETER_PREFIX"]
+__all__ = ["StageInfo", "check_stage", "stage_info", "set_trainable", "backbone_loss", "interpreter_loss",
+           "finetune_loss", "forward", "dense_logits", "kept_counts", "INTERPRETER_PREFIX"]
 
 INTERPRETER_PREFIX = "interpreters."
 
@@ -38,8 +38,9 @@ class StageInfo:
         return len(self.spans)
 
 
-def stage_info(cfg: Config, depth: int, num_tokens: int) -> StageInfo:
-    """Check that the stage and the model agree, and return the reward's shapes."""
+def check_stage(cfg: Config, depth: int) -> tuple[int, ...]:
+    """Check that the stage, the interpreter positions and the curriculum fit a ``depth``-block model;
+    returns the blocks per interpreter group."""
     stage, blocks = cfg.iared.stage, cfg.model.interpreter_blocks
     if stage != "backbone" and not blocks:
         raise ConfigError(f"iared.stage={stage} needs interpreters: set model.interpreter_blocks")
@@ -48,7 +49,12 @@ def stage_info(cfg: Config, depth: int, num_tokens: int) -> StageInfo:
         policy.check_curriculum(cfg.iared.curriculum_epochs, len(spans))
     except ValueError as err:
         raise ConfigError(f"model.interpreter_blocks / iared.curriculum_epochs: {err}") from err
-    return StageInfo(spans, depth, num_tokens)
+    return spans
+
+
+def stage_info(cfg: Config, depth: int, num_tokens: int) -> StageInfo:
+    """The reward's shapes for a built model (``num_tokens`` = T x patches per frame)."""
+    return StageInfo(check_stage(cfg, depth), depth, num_tokens)
 
 
 def set_trainable(model: nn.Module, stage: str) -> None:
@@ -59,15 +65,20 @@ def set_trainable(model: nn.Module, stage: str) -> None:
         param.requires_grad_(is_interpreter if stage == "interpreters" else not is_interpreter)
 
 
-def forward(model: nn.Module, clips: torch.Tensor, *, decision: str, active_groups: int | None = None) -> Any:
-    """The IA-RED2 model's output (``logits`` plus per-group ``decisions``/``log_probs``/``kept``) with
-    the first ``active_groups`` interpreters deciding and the later ones keeping every token."""
+def forward(model: nn.Module, clips: torch.Tensor, *, decision: str, active_groups: int | None = None) -> IARedOutput:
+    """The IA-RED2 model's output (logits and one :class:`GroupDecision` per group) with the first
+    ``active_groups`` interpreters deciding and the later ones keeping every token."""
     return model(clips, decision=decision, active_groups=active_groups)
 
 
 def dense_logits(model: nn.Module, clips: torch.Tensor, info: StageInfo) -> torch.Tensor:
     """Logits of the dense model (a plain backbone, or an IA-RED2 model with decisions off)."""
     return forward(model, clips, decision="none").logits if info.num_groups else model(clips)
+
+
+def kept_counts(out: IARedOutput) -> torch.Tensor:
+    """(B, G) patch tokens each group's blocks run on."""
+    return torch.stack([group.kept for group in out.groups], -1)
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -87,11 +98,11 @@ def finetune_loss(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor, l
     """Cross-entropy of the backbone on the tokens the fixed interpreters keep (threshold)."""
     out = forward(model, clips, decision="threshold")
     loss = F.cross_entropy(out.logits.float(), labels, label_smoothing=label_smoothing)
-    return loss, {"acc": _accuracy(out.logits, labels), **_keep_stats(out.kept, info)}
+    return loss, {"acc": _accuracy(out.logits, labels), **_keep_stats(kept_counts(out), info)}
 
 
-def _keep_stats(kept: list[torch.Tensor], info: StageInfo) -> dict[str, torch.Tensor]:
-    counts = torch.stack(kept, -1).float()  # (B, G)
+def _keep_stats(counts: torch.Tensor, info: StageInfo) -> dict[str, torch.Tensor]:
+    counts = counts.float()
     stats = {f"keep_g{g}": counts[:, g].mean() / info.num_tokens for g in range(info.num_groups)}
     stats["keep"] = policy.keep_share(counts, info.num_tokens, info.spans, info.depth).mean()
     return stats
@@ -106,20 +117,19 @@ def interpreter_loss(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor
     self-critical reward of the threshold rollout of the same clip (Rennie et al. 2017).
     """
     out = forward(model, clips, decision="sample", active_groups=active)
-    counts = torch.stack(out.kept, -1)
+    counts = kept_counts(out)
     correct = out.logits.argmax(-1) == labels
     rewards = policy.reward(correct, policy.keep_share(counts, info.num_tokens, info.spans, info.depth),
                             wrong_penalty)
-    log_prob = torch.stack(out.log_probs[:active], -1).sum(-1)
+    log_prob = torch.stack([group.log_prob for group in out.groups[:active]], -1).sum(-1)
     if baseline_kind == "greedy":
         with torch.no_grad():
             greedy = forward(model, clips, decision="threshold", active_groups=active)
-            greedy_share = policy.keep_share(torch.stack(greedy.kept, -1), info.num_tokens, info.spans,
-                                             info.depth)
+            greedy_share = policy.keep_share(kept_counts(greedy), info.num_tokens, info.spans, info.depth)
             base = policy.reward(greedy.logits.argmax(-1) == labels, greedy_share, wrong_penalty)
     else:
         batch_mean = distributed.all_reduce_mean(rewards.mean()).item()
         base = torch.tensor(running.value(batch_mean), device=rewards.device)
         running.update(batch_mean)
     loss = policy.reinforce_loss(rewards, base, log_prob)
-    return loss, {"reward": rewards.mean(), "acc": correct.float().mean(), **_keep_stats(out.kept, info)}
+    return loss, {"reward": rewards.mean(), "acc": correct.float().mean(), **_keep_stats(counts, info)}

@@ -14,10 +14,12 @@ consumes the same items with the same augmentation and the same drop-path / toke
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -27,6 +29,8 @@ from video_iared.config import Config, ConfigError
 from video_iared.data.transforms import normalize_on_device
 from video_iared.flops import shape_of
 from video_iared.models.build import build_model
+from video_iared.models.iared import IARed
+from video_iared.models.registry import model_defaults
 
 from . import checkpoint as ckpt
 from . import distributed, policy
@@ -34,7 +38,8 @@ from .datasets import build_dataset, build_loader, input_spec, loader_seed
 from .logging import RunLogger
 from .optim import build_optimizer, build_scheduler
 from .sampler import ResumableSampler
-from .stages import backbone_loss, finetune_loss, interpreter_loss, set_trainable, stage_info
+from .stages import (backbone_loss, check_stage, finetune_loss, interpreter_loss, set_trainable,
+                     stage_info)
 from .validate import validate
 
 __all__ = ["train", "resolve_device", "check_config"]
@@ -48,8 +53,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def check_config(cfg: Config, device: torch.device) -> None:
-    """Fail before any work on settings the engine cannot honour (the model-dependent checks follow
-    in :func:`.stages.stage_info`)."""
+    """Fail before any work (model, data) on settings the engine cannot honour."""
     if cfg.run.amp == "fp16" and device.type != "cuda":
         raise ConfigError("run.amp=fp16 needs CUDA (GradScaler); use run.amp=bf16 on CPU")
     if min(cfg.optim.accum_steps, cfg.data.batch_size, cfg.optim.epochs, cfg.run.log_every,
@@ -60,13 +64,14 @@ def check_config(cfg: Config, device: torch.device) -> None:
         raise ConfigError("iared.curriculum_epochs applies to the interpreters stage only")
     if not 0.0 <= cfg.optim.ema_decay < 1.0:
         raise ConfigError("optim.ema_decay must be in [0, 1); 0 turns EMA off")
+    try:
+        depth = model_defaults(cfg.model.name)["depth"]
+    except KeyError as err:
+        raise ConfigError(f"model.name: {err.args[0]}") from err
+    check_stage(cfg, depth)
 
 
 def _seed_all(seed: int) -> None:
-    import random
-
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -81,8 +86,10 @@ class _Trainer:
         self.out = Path(cfg.run.output_dir)
         _seed_all(cfg.run.seed)  # the same initial weights on every rank
         self.model = build_model(cfg.model).to(device)
+        if isinstance(self.model, IARed):
+            self.model.threshold = cfg.iared.threshold
         self.spec = input_spec(cfg)
-        self.shape = shape_of(self.model)
+        self.shape = shape_of(getattr(self.model, "backbone", self.model))
         self.info = stage_info(cfg, self.shape.depth, self.shape.num_frames * self.shape.num_patches)
         set_trainable(self.model, self.stage)
         self.ema = None
@@ -306,10 +313,12 @@ def train(cfg: Config) -> dict[str, Any]:
     env = distributed.detect()
     device = resolve_device(cfg.run.device)
     check_config(cfg, device)
+    owns_group = not torch.distributed.is_initialized()
     distributed.setup(env, device)
     if device.type == "cuda":
         device = torch.device("cuda", env.local_rank)
     try:
         return _Trainer(cfg, env, device).fit()
     finally:
-        distributed.teardown()
+        if owns_group:
+            distributed.teardown()

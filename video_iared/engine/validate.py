@@ -18,7 +18,7 @@ from video_iared.flops import VitShape, model_macs
 
 from . import distributed, policy
 from .datasets import InputSpec
-from .stages import StageInfo, dense_logits, forward
+from .stages import StageInfo, dense_logits, forward, kept_counts
 
 __all__ = ["validate"]
 
@@ -48,14 +48,14 @@ def validate(model: nn.Module, loader: DataLoader, *, spec: InputSpec, device: t
         sums[0] += valid.sum()
         sums[1] += ((logits.argmax(-1) == labels).cpu() & valid).sum()
         if info.num_groups:
-            masks = [d.cpu() for d in out.decisions]
+            masks = [group.keep.cpu() for group in out.groups]
             macs = model_macs(shape, group_starts=group_starts, group_keep=masks,
                               interpreter_heads=interpreter_heads)
         else:
             macs = model_macs(shape, batch=size)
         sums[2] += macs[valid].sum()
         if info.num_groups:
-            sums[3:] += torch.stack(out.kept, -1).cpu().double()[valid].sum(0)
+            sums[3:] += kept_counts(out).cpu().double()[valid].sum(0)
     sums = distributed.all_reduce_mean(sums.to(device)).cpu() * max(world_size, 1)
     count = sums[0].item()
     metrics = {"top1": 100.0 * sums[1].item() / count, "gflops": sums[2].item() / count / 1e9}
