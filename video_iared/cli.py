@@ -35,7 +35,27 @@ def _register_flops(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_flops)
 
 
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_register_flops]
+def _cmd_train(args: argparse.Namespace) -> int:
+    from video_iared.engine.train import train
+
+    overrides = list(args.overrides)
+    if args.resume:
+        overrides.append(f"run.resume={args.resume}")
+    result = train(load_config(args.config, overrides))
+    print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+    return 0
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one IA-RED2 stage (iared.stage: backbone | interpreters | "
+                       "finetune) on one process, torchrun or SLURM; resumes from run.output_dir")
+    _add_config_args(p)
+    p.add_argument("--resume", metavar="CKPT",
+                   help="continue from this checkpoint (default: run.output_dir's own, when present)")
+    p.set_defaults(func=_cmd_train)
+
+
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_register_flops, _register_train]
 
 
 def build_parser() -> argparse.ArgumentParser:
