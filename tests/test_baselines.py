@@ -25,15 +25,6 @@ def clip() -> torch.Tensor:
     return torch.randn(3, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1))
 
 
-def test_topk_keep_exactly_k_of_present_tokens():
-    scores = torch.tensor([[0.9, 0.1, 0.8, 0.7, 0.2], [0.0, 0.5, 0.5, 0.4, 0.9]])
-    present = torch.tensor([[False, True, True, True, True], [True] * 5])
-    keep = baselines.topk_keep(scores, present, 2)
-    assert keep.tolist() == [[False, False, True, True, False], [False, True, False, False, True]]
-    with pytest.raises(ValueError, match="only 4 present"):
-        baselines.topk_keep(scores, present, 5)
-
-
 def test_budget_counts_rounding_and_errors():
     assert baselines.budget_counts([0.7, 0.49, 0.343], 64) == [45, 31, 22]
     with pytest.raises(ValueError, match="non-increasing"):

@@ -11,8 +11,8 @@ share) so ``evaluate`` and ``sweep`` treat them exactly like the IA-RED² model:
   the key weights, softmax over each frame's CLS copy and present tokens.
 - **ToMe** (Bolya et al., ICLR 2023), adapted to divided attention: see :func:`tome_forward`.
 
-Random and top-k share the decision rule (:func:`topk_keep`, exactly ``k`` per sample, at the
-cumulative budgets of the IA-RED² groups) and the model's packed path: dropped tokens are physically
+Random and top-k share the IA-RED² model's ``budget`` decision (top ``k`` per sample) at the
+cumulative budgets of its groups, and its packed path: dropped tokens are physically
 removed by :meth:`~video_iared.models.tokens.TokenState.select`.
 """
 from __future__ import annotations
@@ -27,11 +27,12 @@ from torch import Tensor
 
 from video_iared.engine.evaluate import Prediction, Predictor
 from video_iared.flops import VitShape, block_macs, mlp_macs, model_macs, shape_of
+from video_iared.models.interpreter import decide
 from video_iared.models.layers import Attention
 from video_iared.models.timesformer import Block, TimeSformer
 from video_iared.models.tokens import TokenState
 
-__all__ = ["budget_counts", "topk_keep", "random_scores", "cls_attention_scores", "drop_forward",
+__all__ = ["budget_counts", "random_scores", "cls_attention_scores", "drop_forward",
            "random_predictor", "topk_predictor", "bipartite_matching", "merge_tokens", "tome_forward",
            "tome_macs", "tome_predictor", "tome_schedule"]
 
@@ -52,22 +53,8 @@ def budget_counts(budget: Sequence[float], num_tokens: int) -> list[int]:
     return [max(1, round(r * num_tokens)) for r in budget]
 
 
-def topk_keep(scores: Tensor, present: Tensor, k: int) -> Tensor:
-    """(B, L) bool: the ``k`` highest-scoring present tokens of every sample (ties: lower index).
-
-    ``present`` (B, L) bool marks tokens still in the model; exactly ``k`` are kept, so every sample
-    of a baseline runs the same number of tokens.
-    """
-    available = int(present.sum(1).min())
-    if not 0 <= k <= available:
-        raise ValueError(f"cannot keep {k} tokens when a sample has only {available} present")
-    ranked = scores.float().masked_fill(~present, float("-inf")).argsort(dim=1, descending=True, stable=True)
-    keep = torch.zeros_like(present)
-    return keep.scatter_(1, ranked[:, :k], True)
-
-
 def random_scores(generator: torch.Generator) -> Scorer:
-    """Uniform scores: :func:`topk_keep` then keeps a uniformly random subset of the present tokens."""
+    """Uniform scores: the top-k of them is a uniformly random subset of the present tokens."""
 
     def score(block: Block, state: TokenState) -> Tensor:
         layout = state.layout
@@ -120,7 +107,10 @@ def drop_forward(model: TimeSformer, clip: Tensor, group_starts: Sequence[int], 
     state, done, masks = model.embed(clip), 0, []
     for start, k in zip(group_starts, counts):
         state = model.forward_blocks(state, done, start)
-        keep = topk_keep(scorer(model.blocks[start], state), state.layout.keep_mask(), k)
+        present = state.layout.keep_mask()
+        if int(present.sum(1).min()) < k:
+            raise ValueError(f"cannot keep {k} tokens before block {start}: a sample has fewer left")
+        keep, _ = decide(scorer(model.blocks[start], state), present, "budget", budget=k)
         state, done = state.select(keep), start
         masks.append(rearrange(keep, "b (n t) -> b t n", t=state.layout.frames).cpu())
     logits = model.head(model.pool(model.forward_blocks(state, done)))

@@ -166,7 +166,9 @@ def shape_of(model: torch.nn.Module) -> VitShape:
     """Read a TimeSformer's (or timm ViT's) dimensions off the module."""
     block = model.blocks[0]
     patch = model.patch_embed.proj.kernel_size[0]
-    num_patches = model.patch_embed.num_patches
+    num_patches = getattr(model.patch_embed, "num_patches", None)  # timm ViT
+    if num_patches is None:  # TimeSformer: the square grid of its img_size
+        num_patches = model.grid_size ** 2
     return VitShape(embed_dim=model.embed_dim, depth=len(model.blocks), num_heads=block.attn.num_heads,
                     mlp_ratio=block.mlp.fc1.out_features / model.embed_dim, patch_size=patch,
                     in_chans=model.patch_embed.proj.in_channels, num_classes=model.num_classes,

@@ -22,15 +22,27 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from video_iared.config import Config
+from video_iared.data.kinetics import VideoDataset
+from video_iared.data.transforms import normalize_on_device
+from video_iared.flops import model_macs, shape_of
+from video_iared.models.build import build_model
+from video_iared.models.weights import WeightsError, load_weights
+
+from . import distributed
+from .datasets import build_dataset, build_loader, input_spec
+from .sampler import ResumableSampler
+from .train import resolve_device
 from .aggregate import ViewRecords, centre_view, dedupe_views, per_class_accuracy, topk_correct, video_scores
 
 __all__ = ["Prediction", "Predictor", "Batch", "ViewPass", "run_views", "gather_views", "compute_metrics",
-           "format_table", "write_metrics", "write_predictions"]
+           "format_table", "write_metrics", "write_predictions", "load_model", "backbone_of", "group_starts", "model_predictor",
+           "test_loader", "evaluate", "dataset_metrics"]
 
 
 class Prediction(NamedTuple):
@@ -172,3 +184,115 @@ def write_predictions(records: ViewRecords, paths: Sequence[str], num_videos: in
         for v in views.nonzero().squeeze(1).tolist():
             pairs = [x for i, s in zip(best.indices[v].tolist(), best.values[v].tolist()) for x in (i, f"{s:.5f}")]
             writer.writerow([paths[v], int(labels[v]), int(views[v]), *pairs])
+
+
+# ---------------------------------------------------------------------------------------------
+# The model under test, and the `video-iared evaluate` entry
+
+
+def load_model(cfg: Config, checkpoint: str, device: torch.device) -> nn.Module:
+    """``build_model(cfg.model)`` with every weight from ``checkpoint``, in eval mode on ``device``.
+
+    Stricter than training's loading: a checkpoint that leaves any parameter at its initialisation —
+    a head for another class count, interpreters missing from a dense checkpoint — is an error that
+    names the keys, since it would silently evaluate random weights.
+    """
+    model = build_model(cfg.model)
+    report = load_weights(model, checkpoint, strict=True)
+    if report.missing:
+        raise WeightsError(
+            f"{checkpoint} does not hold every weight of {cfg.model.name} "
+            f"(interpreters before blocks {list(cfg.model.interpreter_blocks)}, {cfg.model.num_classes} classes): "
+            f"missing {', '.join(report.missing[:6])}{' ...' if len(report.missing) > 6 else ''}")
+    return model.to(device).eval()
+
+
+def backbone_of(model: nn.Module) -> nn.Module:
+    """The TimeSformer inside an IA-RED² model (the model itself when dense)."""
+    return getattr(model, "backbone", model)
+
+
+def group_starts(model: nn.Module) -> list[int]:
+    """First block of each interpreter group (none for a dense model)."""
+    return list(getattr(model, "group_starts", []))
+
+
+def model_predictor(model: nn.Module, *, decision: str = "threshold", threshold: float = 0.5,
+                    budget: Sequence[float] = (), interpreter_heads: int = 6) -> Predictor:
+    """The IA-RED² model at a decision setting, or the dense backbone (``decision`` ``none``/no groups).
+
+    ``budget`` (cumulative keep ratio per group) is used by decision ``budget``. MACs come from the
+    kept-token masks the model reports, interpreters included.
+    """
+    backbone = backbone_of(model)
+    shape = shape_of(backbone)
+    if decision == "none" or not group_starts(model):
+        def dense(clip: Tensor) -> Prediction:
+            batch = clip.shape[0]
+            return Prediction(backbone(clip), model_macs(shape, batch=batch), torch.ones(batch, 0))
+        return dense
+
+    def predict(clip: Tensor) -> Prediction:
+        model.threshold, model.budgets = threshold, list(budget) or None
+        out = model(clip, decision=decision)
+        masks = [group.keep.cpu() for group in out.groups]
+        macs = model_macs(shape, group_starts=model.group_starts, group_keep=masks,
+                          interpreter_heads=interpreter_heads)
+        return Prediction(out.logits, macs, torch.stack([m.flatten(1).float().mean(1) for m in masks], 1))
+    return predict
+
+
+def test_loader(cfg: Config, env: distributed.DistEnv, device: torch.device) -> tuple[VideoDataset, Iterator[Batch]]:
+    """The multi-view test set and this rank's batches (in order; the last round padded by the sampler)."""
+    spec = input_spec(cfg)
+    dataset = build_dataset(cfg, "test", spec)
+    sampler = ResumableSampler(len(dataset), num_replicas=env.world_size, rank=env.rank, shuffle=False)
+    loader = build_loader(dataset, sampler, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
+                          drop_last=False, pin_memory=device.type == "cuda")
+    return dataset, (Batch(*items) for items in loader)
+
+
+def evaluate(cfg: Config, checkpoint: str, *, warmup: int = 2) -> dict[str, Any] | None:
+    """Evaluate ``checkpoint`` on ``cfg.data.test_list`` on every process of the job.
+
+    Rank 0 prints the table and writes ``metrics.json`` and ``predictions.csv`` into
+    ``cfg.run.output_dir``, and returns the metrics (other ranks return None).
+    """
+    env = distributed.detect()
+    device = resolve_device(cfg.run.device)
+    distributed.setup(env, device)
+    try:
+        model = load_model(cfg, checkpoint, device)
+        spec = input_spec(cfg)
+        dataset, batches = test_loader(cfg, env, device)
+        predict = model_predictor(model, decision=cfg.iared.decision, threshold=cfg.iared.threshold,
+                                  budget=cfg.iared.budget, interpreter_heads=cfg.model.interpreter_heads)
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        local = run_views(predict, batches, warmup=warmup, sync=sync,
+                          prepare=lambda clip: normalize_on_device(clip.to(device), spec.mean, spec.std))
+        views = gather_views(local, distributed.all_gather_objects)
+        failures = distributed.all_gather_objects(dataset.failures)
+        if not env.is_main:
+            return None
+        metrics = dataset_metrics(views, dataset, num_classes=cfg.model.num_classes,
+                                  depth=len(backbone_of(model).blocks), group_starts=group_starts(model))
+        metrics["failed_videos_detail"] = sorted({(f.path, f.reason) for part in failures for f in part})
+        out = Path(cfg.run.output_dir)
+        write_metrics({"checkpoint": str(checkpoint), **metrics}, out / "metrics.json")
+        write_predictions(views.records, [path for path, _ in dataset.items], dataset.num_videos,
+                          out / "predictions.csv")
+        print(format_table(metrics, title=f"evaluate {checkpoint} ({cfg.iared.decision})"))
+        return metrics
+    finally:
+        distributed.teardown()
+
+
+def dataset_metrics(views: ViewPass, dataset: VideoDataset, *, num_classes: int, depth: int,
+                    group_starts: Sequence[int]) -> dict[str, Any]:
+    """:func:`compute_metrics` with the dataset's view layout; ``group_starts`` are the first blocks of
+    the reduction steps recorded in ``views`` (each step's tokens run until the next one starts)."""
+    starts = list(group_starts)
+    spans = [end - start for start, end in zip(starts, starts[1:] + [depth])]
+    return compute_metrics(views, num_videos=dataset.num_videos, num_classes=num_classes,
+                           clip_view=centre_view(dataset.num_ensemble_views, dataset.num_spatial_crops),
+                           group_spans=spans, depth=depth)
