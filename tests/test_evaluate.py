@@ -110,3 +110,27 @@ def test_run_views_times_after_warmup():
     out = run_views(predict, batches, prepare=lambda x: x.float(), warmup=1)
     assert calls == [torch.float32] * 3 and len(out.records) == 6 and out.timed_views == 4
     assert out.records.keep.shape == (6, 0)
+
+
+def test_iared_predictor_budget_and_threshold_costs():
+    from video_iared.engine.evaluate import model_predictor
+    from video_iared.flops import model_macs, shape_of
+    from video_iared.models import TimeSformer
+    from video_iared.models.iared import IARed
+
+    torch.manual_seed(0)
+    backbone = TimeSformer(img_size=32, patch_size=8, embed_dim=32, depth=4, num_heads=4, num_frames=4,
+                           num_classes=NUM_CLASSES)
+    model = IARed(backbone, group_starts=[0, 2], interpreter_heads=2).eval()
+    clip = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        budget = model_predictor(model, decision="budget", budget=[0.5, 0.25], interpreter_heads=2)(clip)
+        threshold = model_predictor(model, threshold=0.0, interpreter_heads=2)(clip)  # scores > 0: keep all
+        dense = model_predictor(model, decision="none")(clip)
+    assert budget.keep.tolist() == [[0.5, 0.25]] * 2
+    assert threshold.keep.tolist() == [[1.0, 1.0]] * 2
+    shape = shape_of(backbone)
+    assert torch.equal(dense.macs, model_macs(shape, batch=2))
+    interpreters = threshold.macs - dense.macs  # both interpreters scoring all 64 tokens + CLS
+    assert torch.all(interpreters == 2 * (2 * 32 * 32 + 65 * 2 * 32))
+    assert torch.all(budget.macs < dense.macs)

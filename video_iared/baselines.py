@@ -7,8 +7,9 @@ share) so ``evaluate`` and ``sweep`` treat them exactly like the IA-RED² model:
 - **CLS-attention top-k** (EViT, Liang et al. 2022): keep the ``k`` present tokens that the CLS token
   attends to most — its spatial attention row in the group's first block, averaged over heads (a
   token is seen only by its own frame's CLS copy, whose output is averaged over the T frames).
-  Computed like an interpreter with the block's frozen ``attn.qkv``: the CLS query folded through
-  the key weights, softmax over each frame's CLS copy and present tokens.
+  Computed like an interpreter with the block's frozen ``norm1`` and ``attn.qkv`` on the tokens
+  entering the block (before its temporal step, so the decision precedes the block): the CLS query
+  folded through the key weights, softmax over each frame's CLS copy and present tokens.
 - **ToMe** (Bolya et al., ICLR 2023), adapted to divided attention: see :func:`tome_forward`.
 
 Random and top-k share the IA-RED² model's ``budget`` decision (top ``k`` per sample) at the
