@@ -21,7 +21,7 @@ from video_iared.config import Config
 from video_iared.data.transforms import normalize_on_device
 from video_iared.engine import distributed
 from video_iared.engine.datasets import input_spec
-from video_iared.engine.evaluate import (Batch, Predictor, backbone_of, dataset_metrics, gather_views,
+from video_iared.engine.evaluate import (Predictor, backbone_of, dataset_metrics, gather_views,
                                          group_starts, load_model, model_predictor, run_views, test_loader)
 from video_iared.engine.train import resolve_device
 
