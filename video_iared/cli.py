@@ -55,7 +55,53 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_register_flops, _register_train]
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from video_iared.engine.evaluate import evaluate
+
+    evaluate(load_config(args.config, args.overrides), args.checkpoint, warmup=args.warmup)
+    return 0
+
+
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="clip and multi-view video top-1/5, GFLOPs per view, kept share, "
+                       "throughput on data.test_list; writes metrics.json and predictions.csv to run.output_dir")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="weights to evaluate (this project's or official)")
+    p.add_argument("--warmup", type=int, default=2, help="batches left out of the throughput timing")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _numbers(kind: type) -> Callable[[str], list]:
+    """argparse type for a comma-separated list (``0.7,0.5``); ``nargs`` would swallow overrides."""
+    return lambda text: [kind(item) for item in text.split(",") if item]
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from video_iared.sweep import sweep
+
+    sweep(load_config(args.config, args.overrides), args.checkpoint, thresholds=args.thresholds,
+          keep_ratios=args.keep_ratios, tome_r=args.tome_r, warmup=args.warmup)
+    return 0
+
+
+def _register_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="accuracy vs GFLOPs of IA-RED2 (thresholds, budgets), random drop, "
+                       "CLS-attention top-k, ToMe and dense; writes sweep.json and sweep.png to run.output_dir")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="weights to evaluate")
+    p.add_argument("--thresholds", type=_numbers(float), default=[0.3, 0.5, 0.7, 0.8, 0.9],
+                   help="IA-RED2 threshold decisions, comma-separated (default 0.3,0.5,0.7,0.8,0.9)")
+    p.add_argument("--keep-ratios", type=_numbers(float), default=[0.9, 0.8, 0.7, 0.6, 0.5],
+                   help="per-group keep ratios rho, comma-separated: budgets [rho, rho^2, ...] for IA-RED2, "
+                   "random and top-k (default 0.9,0.8,0.7,0.6,0.5)")
+    p.add_argument("--tome-r", type=_numbers(int), default=[1, 2, 3],
+                   help="ToMe locations merged per block, comma-separated (default 1,2,3)")
+    p.add_argument("--warmup", type=int, default=1, help="batches left out of the throughput timing")
+    p.set_defaults(func=_cmd_sweep)
+
+
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_register_flops, _register_train,
+                                                                    _register_evaluate, _register_sweep]
 
 
 def build_parser() -> argparse.ArgumentParser:

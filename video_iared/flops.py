@@ -42,7 +42,8 @@ def _attention(tokens: torch.Tensor, sq_lengths: torch.Tensor, dim: int) -> torc
     return tokens * 4 * dim * dim + 2 * sq_lengths * dim
 
 
-def _mlp(tokens: torch.Tensor, shape: VitShape) -> torch.Tensor:
+def mlp_macs(shape: VitShape, tokens: torch.Tensor) -> torch.Tensor:
+    """fc1 + fc2 on ``tokens`` tokens per sample."""
     return 2 * tokens * shape.embed_dim * shape.mlp_hidden
 
 
@@ -64,13 +65,13 @@ def block_macs(shape: VitShape, keep: torch.Tensor) -> torch.Tensor:
         temporal = _attention(kept, (per_location ** 2).sum(1), d) + kept * d * d  # + temporal_fc
         spatial_tokens = kept + frames  # each frame's tokens plus its CLS copy
         spatial = _attention(spatial_tokens, ((per_frame + 1) ** 2).sum(1), d)
-        return temporal + spatial + _mlp(kept + 1, shape)
+        return temporal + spatial + mlp_macs(shape, kept + 1)
     if shape.attention_type in ("joint_space_time", "image"):
         tokens = kept + 1
-        return _attention(tokens, tokens ** 2, d) + _mlp(tokens, shape)
+        return _attention(tokens, tokens ** 2, d) + mlp_macs(shape, tokens)
     if shape.attention_type == "space_only":
         tokens = kept + frames
-        return _attention(tokens, ((per_frame + 1) ** 2).sum(1), d) + _mlp(tokens, shape)
+        return _attention(tokens, ((per_frame + 1) ** 2).sum(1), d) + mlp_macs(shape, tokens)
     raise ValueError(f"unknown attention_type {shape.attention_type!r}")
 
 
@@ -78,8 +79,11 @@ def interpreter_macs(shape: VitShape, tokens_in: torch.Tensor, num_heads: int) -
     """One multi-head interpreter scoring ``tokens_in`` tokens (CLS included) per sample.
 
     The CLS query projection (dim²), folding it through each head's key weights (dim² over all
-    heads) and one dot product per head and token (heads × dim).
+    heads) and one dot product per head and token (heads × dim). ``num_heads`` 0 is a free scorer
+    (random dropping): no MACs.
     """
+    if num_heads == 0:
+        return torch.zeros_like(tokens_in, dtype=torch.float64)
     d = shape.embed_dim
     return 2 * d * d + tokens_in * num_heads * d
 
