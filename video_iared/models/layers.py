@@ -1,0 +1,123 @@
+"""Building blocks shared by every backbone and attention type: attention over token groups, the
+per-sample drop path on packed rows, and CLS-attention capture for heatmaps and baselines.
+
+MLP and DropPath come from timm (``timm.layers``); parameter names follow the official TimeSformer
+(``qkv``, ``proj``) so checkpoints load strictly.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from timm.layers import DropPath
+from torch import Tensor, nn
+
+from .tokens import TokenGroups
+
+ClsAttentionSink = Callable[["Attention", Tensor, "TokenGroups | None"], None]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over token groups (Vaswani et al.; ViT/TimeSformer ``Attention``).
+
+    ``forward(x)`` attends within each group of ``x`` (G, L, D). With ``groups`` (a
+    :class:`~video_iared.models.tokens.TokenGroups` plan), ``x`` are rows (R, D): the linear layers run on
+    the rows only (no padding), the attention on the padded groups with the plan's key mask.
+    ``key_mask`` (G, L) bool marks real keys for grouped input without a plan.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False,
+                 attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.cls_attention_sink: ClsAttentionSink | None = None
+
+    def forward(self, x: Tensor, groups: TokenGroups | None = None, key_mask: Tensor | None = None) -> Tensor:
+        qkv = self.qkv(x)
+        mask = key_mask[:, None, None, :] if key_mask is not None else None
+        if groups is not None:
+            qkv, mask = groups.gather(qkv), groups.mask            # (G, L, 3D)
+        q, k, v = rearrange(qkv, "g l (three h d) -> three g h l d", three=3, h=self.num_heads).unbind(0)
+        if self.cls_attention_sink is None:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0)
+        else:
+            out = self._explicit_attention(q, k, v, mask, groups)
+        out = rearrange(out, "g h l d -> g l (h d)")
+        if groups is not None:
+            out = groups.scatter(out)                               # (R, D)
+        return self.proj_drop(self.proj(out))
+
+    def _explicit_attention(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
+                            groups: TokenGroups | None) -> Tensor:
+        """Softmax written out, to hand the first query's (CLS) attention row to the sink."""
+        logits = (q * self.scale) @ k.transpose(-2, -1)             # (G, h, L, L)
+        if mask is not None:
+            logits = logits.masked_fill(~mask, float("-inf"))
+        weights = logits.softmax(-1)
+        self.cls_attention_sink(self, weights[:, :, 0], groups)    # (G, h, L)
+        weights = F.dropout(weights, self.attn_drop, self.training)
+        return weights @ v
+
+
+@contextmanager
+def capture_cls_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
+    """Record, per attention module name, the first query's attention row of every group.
+
+    Inside the context every :class:`Attention` of ``model`` uses the explicit softmax and stores
+    (G, heads, L) weights; for the spatial attention of TimeSformer blocks query 0 is each frame's CLS
+    copy (raw-attention heatmaps, the CLS-attention top-k baseline)::
+
+        with capture_cls_attention(model) as rows:
+            model(clip)
+        rows["blocks.11.attn"]  # (B*T, heads, 1+N)
+    """
+    rows: dict[str, Tensor] = {}
+    names = {module: name for name, module in model.named_modules() if isinstance(module, Attention)}
+
+    def sink(module: Attention, weights: Tensor, groups: TokenGroups | None) -> None:
+        rows[names[module]] = weights
+
+    for module in names:
+        module.cls_attention_sink = sink
+    try:
+        yield rows
+    finally:
+        for module in names:
+            module.cls_attention_sink = None
+
+
+class SampleDropPath(DropPath):
+    """timm's DropPath (stochastic depth, per sample) for packed rows: ``forward(x, sample_of_row)``."""
+
+    def forward(self, x: Tensor, sample_of_row: Tensor | None = None, num_samples: int = 0) -> Tensor:
+        if not self.training or self.drop_prob == 0.0:
+            return x
+        if sample_of_row is None:
+            return super().forward(x)
+        scale = super().forward(x.new_ones(num_samples, 1))       # 0 or 1/keep per sample
+        return x * scale.index_select(0, sample_of_row)
+
+
+class PatchEmbed(nn.Module):
+    """Per-frame non-overlapping patch projection (official ``patch_embed.proj`` Conv2d)."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, T, H, W) -> (B, T, h, w, D)."""
+        frames = x.shape[2]
+        x = self.proj(rearrange(x, "b c t h w -> (b t) c h w"))
+        return rearrange(x, "(b t) d h w -> b t h w d", t=frames)
