@@ -3,7 +3,9 @@ import pytest
 import torch
 from timesformer_reference import reference_forward
 
-from video_iared.models import TimeSformer, capture_cls_attention
+import timm
+import video_iared  # noqa: F401  registers the variants in timm
+from video_iared.models import TimeSformer, capture_cls_attention, get_model_info
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4, num_frames=4, num_classes=7)
 
@@ -36,11 +38,22 @@ def test_state_dict_keys_are_official(attention_type):
     assert set(model.state_dict()) == official_keys(TINY["depth"], attention_type)
 
 
-def test_base_model_size_and_init():
-    model = TimeSformer()  # official ViT-B defaults
+def test_registered_base_model_size_and_init():
+    model = timm.create_model("timesformer_base_patch16_224", num_frames=8)
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(121.6e6, rel=2e-3)
     assert model.blocks[0].norm1.eps == 1e-6
     assert all(b.temporal_fc.weight.count_nonzero() == 0 for b in model.blocks)
+
+
+def test_registry_variants_and_metadata():
+    tiny = timm.create_model("timesformer_tiny_patch8_32", num_frames=4, num_classes=3)
+    assert (tiny.num_frames, tiny.num_classes, tiny.embed_dim) == (4, 3, 96)
+    hr, large = get_model_info("timesformer_hr_patch16_448"), get_model_info("timesformer_large_patch16_224")
+    assert (hr.num_frames, hr.sampling_rate, hr.crop_size) == (16, 16, 448)
+    assert (large.num_frames, large.sampling_rate, large.crop_size) == (96, 4, 224)
+    assert get_model_info("timesformer_base_patch16_224").mean == (0.45, 0.45, 0.45)
+    with pytest.raises(ValueError, match="no weights are downloaded"):
+        timm.create_model("timesformer_tiny_patch8_32", pretrained=True)
 
 
 @pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])

@@ -1,0 +1,97 @@
+"""TimeSformer variants in timm's registry, each with the input metadata its recipe expects.
+
+``timm.create_model("timesformer_base_patch16_224", num_frames=8)`` works after ``import video_iared``;
+nothing is downloaded (load weights with :func:`video_iared.models.load_weights`). The data layer reads
+:func:`get_model_info` (plain values) without instantiating or importing a model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from timm.models import register_model
+
+from .timesformer import TimeSformer
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Input a model was trained with (official Kinetics recipes): clip sampling, crop, normalisation."""
+
+    num_frames: int
+    sampling_rate: int
+    crop_size: int
+    train_jitter: tuple[int, int]                 # short-side scale range for training crops
+    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
+    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
+
+
+_VIT_B = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, qkv_bias=True)
+
+# name -> (metadata, constructor defaults)
+_VARIANTS: dict[str, tuple[ModelInfo, dict[str, Any]]] = {
+    # TimeSformer_divST_8x32_224: 8 frames every 32, 224 crops (K400 78.0 % top-1)
+    "timesformer_base_patch16_224": (ModelInfo(8, 32, 224, (256, 320)), dict(img_size=224, num_frames=8, **_VIT_B)),
+    # TimeSformer-HR, TimeSformer_divST_16x16_448
+    "timesformer_hr_patch16_448": (ModelInfo(16, 16, 448, (448, 512)), dict(img_size=448, num_frames=16, **_VIT_B)),
+    # TimeSformer-L, TimeSformer_divST_96x4_224: ViT-B over 96 frames
+    "timesformer_large_patch16_224": (ModelInfo(96, 4, 224, (256, 320)), dict(img_size=224, num_frames=96, **_VIT_B)),
+    # CPU tests and demos: 32x32 frames, 4x4 patches of 8 pixels
+    "timesformer_tiny_patch8_32": (ModelInfo(8, 4, 32, (32, 40)),
+                                   dict(img_size=32, patch_size=8, num_frames=8, embed_dim=96, depth=4,
+                                        num_heads=4, mlp_ratio=4.0, qkv_bias=True, drop_path_rate=0.0)),
+}
+
+
+def get_model_info(name: str) -> ModelInfo:
+    """Input metadata of a registered variant (a ``num_frames`` override changes only the model)."""
+    try:
+        return _VARIANTS[name][0]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {sorted(_VARIANTS)}") from None
+
+
+def list_variants() -> list[str]:
+    return sorted(_VARIANTS)
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+    """Constructor keyword arguments of a registered variant."""
+    get_model_info(name)
+    return dict(_VARIANTS[name][1])
+
+
+_TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+
+
+def _create(name: str, pretrained: bool, kwargs: dict[str, Any]) -> TimeSformer:
+    if pretrained:
+        raise ValueError(f"{name}: no weights are downloaded; build it, then "
+                         "video_iared.models.load_weights(model, 'TimeSformer_divST_8x32_224_K400.pyth')")
+    for key in _TIMM_ONLY:
+        kwargs.pop(key, None)
+    return TimeSformer(**{**model_defaults(name), **kwargs})
+
+
+@register_model
+def timesformer_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> TimeSformer:
+    """TimeSformer (divided space-time), ViT-B/16, 8x32 clips at 224."""
+    return _create("timesformer_base_patch16_224", pretrained, kwargs)
+
+
+@register_model
+def timesformer_hr_patch16_448(pretrained: bool = False, **kwargs: Any) -> TimeSformer:
+    """TimeSformer-HR, ViT-B/16, 16x16 clips at 448."""
+    return _create("timesformer_hr_patch16_448", pretrained, kwargs)
+
+
+@register_model
+def timesformer_large_patch16_224(pretrained: bool = False, **kwargs: Any) -> TimeSformer:
+    """TimeSformer-L (the official "L": ViT-B/16 over 96x4 clips at 224)."""
+    return _create("timesformer_large_patch16_224", pretrained, kwargs)
+
+
+@register_model
+def timesformer_tiny_patch8_32(pretrained: bool = False, **kwargs: Any) -> TimeSformer:
+    """Tiny TimeSformer for CPU tests and demos: 32x32 frames, dim 96, depth 4, 4 heads, 8 frames."""
+    return _create("timesformer_tiny_patch8_32", pretrained, kwargs)

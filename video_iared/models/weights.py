@@ -1,0 +1,184 @@
+"""Loading weights into TimeSformer (and IA-RED² models): official ``.pyth`` checkpoints, ImageNet
+ViT/DeiT weights (inflated as in the official recipe) and the project's own checkpoints.
+
+Files are read with ``torch.load(weights_only=True)`` (or safetensors): a pickle that carries code is
+refused, never executed.
+"""
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+StateDict = dict[str, Tensor]
+
+_PREFIXES = ("module.", "model.")   # DDP wrapper; official .pyth ``model_state`` keys
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint that cannot be read, or does not fit the model."""
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did with every key (model keys unless said otherwise)."""
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    resized: list[str] = field(default_factory=list)      # interpolated to the model's grid / frames
+    inflated: list[str] = field(default_factory=list)     # created from image weights or zeroed
+    missing: list[str] = field(default_factory=list)      # left at the model's initialisation
+    unexpected: list[str] = field(default_factory=list)   # checkpoint keys not used
+
+    def __str__(self) -> str:
+        parts = [f"{self.source}: {len(self.loaded)} loaded"]
+        for name in ("resized", "inflated", "missing", "unexpected"):
+            keys = getattr(self, name)
+            if keys:
+                parts.append(f"{len(keys)} {name} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})")
+        return "; ".join(parts)
+
+
+def read_checkpoint(path: str | Path) -> Mapping:
+    """Load a ``.safetensors`` file or a torch pickle restricted to tensors and plain containers."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        return load_file(str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise WeightsError(
+            f"{path} holds Python objects beyond tensors and containers, which torch.load(weights_only=True) "
+            f"refuses to unpickle because unpickling can run arbitrary code. If you trust the file, re-save "
+            f"only its state dict (torch.save(obj['model_state'], ...)) and load that.\n{err}") from err
+
+
+def extract_state_dict(checkpoint: Mapping) -> tuple[StateDict, str]:
+    """Find the model weights in a checkpoint and strip wrapper prefixes -> (state dict, source)."""
+    for key, source in (("model_state", "official TimeSformer checkpoint"), ("model", "checkpoint['model']"),
+                        ("state_dict", "checkpoint['state_dict']")):
+        if isinstance(checkpoint.get(key), Mapping):
+            checkpoint = checkpoint[key]
+            break
+    else:
+        source = "state dict"
+    state = {}
+    for key, value in checkpoint.items():
+        if not isinstance(value, Tensor):
+            raise WeightsError(f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor")
+        for prefix in _PREFIXES:
+            key = key.removeprefix(prefix)
+        state[key] = value
+    return state, source
+
+
+def is_image_model(state: StateDict) -> bool:
+    """An ImageNet ViT/DeiT state dict: blocks, but neither time embedding nor temporal attention."""
+    return "time_embed" not in state and not any(".temporal_" in k for k in state)
+
+
+def inflate_image_weights(state: StateDict, model_state: StateDict) -> tuple[StateDict, list[str]]:
+    """ViT/DeiT -> TimeSformer (official recipe): ``attn -> temporal_attn``, ``norm1 -> temporal_norm1``,
+    ``temporal_fc`` and ``time_embed`` zero, so the inflated model equals the image model frame by frame."""
+    state, inflated = dict(state), []
+    for key in model_state:
+        if key in state:
+            continue
+        source = re.sub(r"\.temporal_(attn|norm1)\.", r".\1.", key)
+        if source != key and source in state:
+            state[key] = state[source].clone()
+        elif ".temporal_fc." in key or key == "time_embed":
+            state[key] = torch.zeros_like(model_state[key])
+        else:
+            continue
+        inflated.append(key)
+    return state, inflated
+
+
+def resize_pos_embed(pos_embed: Tensor, grid: tuple[int, int]) -> Tensor:
+    """[1, 1+n*n, D] -> [1, 1+h*w, D], nearest interpolation of the square grid (CLS entry kept)."""
+    side = int(round((pos_embed.shape[1] - 1) ** 0.5))
+    patches = rearrange(pos_embed[:, 1:], "1 (h w) d -> 1 d h w", h=side)
+    patches = F.interpolate(patches, size=grid, mode="nearest")
+    return torch.cat([pos_embed[:, :1], rearrange(patches, "1 d h w -> 1 (h w) d")], dim=1)
+
+
+def resize_time_embed(time_embed: Tensor, frames: int) -> Tensor:
+    """[1, T0, D] -> [1, T, D] by nearest interpolation (the official inference-time rule)."""
+    return F.interpolate(time_embed.transpose(1, 2), size=frames, mode="nearest").transpose(1, 2)
+
+
+def _fit_to_model(state: StateDict, model_state: StateDict, report: LoadReport) -> StateDict:
+    """Resize embeddings and drop a head of another class count (it stays at its initialisation)."""
+    state = dict(state)
+    if "patch_embed.proj.weight" in state and state["patch_embed.proj.weight"].ndim == 2:
+        # jax-style linear patch embedding -> conv (D, C*p*p) -> (D, C, p, p)
+        state["patch_embed.proj.weight"] = state["patch_embed.proj.weight"].reshape(
+            model_state["patch_embed.proj.weight"].shape)
+    for key in ("pos_embed", "time_embed"):
+        if key in state and key in model_state and state[key].shape != model_state[key].shape \
+                and state[key].shape[-1] == model_state[key].shape[-1]:
+            target = model_state[key].shape[1]
+            if key == "pos_embed":
+                side = int(round((target - 1) ** 0.5))
+                state[key] = resize_pos_embed(state[key], (side, side))
+            else:
+                state[key] = resize_time_embed(state[key], target)
+            report.resized.append(key)
+    head = [k for k in ("head.weight", "head.bias") if k in state and k in model_state]
+    if head and state["head.weight"].shape != model_state["head.weight"].shape:
+        for key in head:
+            del state[key]
+        report.missing.extend(head)  # class count differs: a new head for the new task
+    return state
+
+
+def load_weights(model: nn.Module, checkpoint: str | Path | Mapping, strict: bool = True) -> LoadReport:
+    """Load official, ImageNet (inflated) or project weights into ``model``; returns a :class:`LoadReport`.
+
+    ``checkpoint`` is a path (``.pyth``/``.pth``/``.pt``/``.safetensors``) or an already loaded mapping.
+    An IA-RED² model (one with a ``backbone``) receives backbone-only checkpoints in its backbone.
+    With ``strict`` a checkpoint that does not fit (shapes, keys missing or left over, beyond the head
+    of another class count and the embeddings that are resized) raises :class:`WeightsError`.
+    """
+    raw = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
+    state, source = extract_state_dict(raw)
+    target, extra_missing = model, []
+    backbone = getattr(model, "backbone", None)
+    if isinstance(backbone, nn.Module) and not any(k.startswith("backbone.") for k in state):
+        target = backbone
+        extra_missing = [k for k in model.state_dict() if not k.startswith("backbone.")]
+    model_state = target.state_dict()
+    report = LoadReport(source)
+    if is_image_model(state) and not is_image_model(model_state):
+        state, report.inflated = inflate_image_weights(state, model_state)
+        report.source = f"{source} (image weights, inflated)"
+    state = _fit_to_model(state, model_state, report)
+    new_head = list(report.missing)
+    report.unexpected = [k for k in state if k not in model_state]
+    report.missing += [k for k in model_state if k not in state and k not in new_head]
+    problems = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(model_state[k].shape)}"
+                for k, v in state.items() if k in model_state and v.shape != model_state[k].shape]
+    problems += [f"missing {k}" for k in report.missing if k not in new_head]
+    problems += [f"unexpected {k}" for k in report.unexpected]
+    if problems and strict:
+        raise WeightsError(
+            f"{report.source} does not fit {type(target).__name__}:\n  " + "\n  ".join(problems[:20])
+            + ("\n  ..." if len(problems) > 20 else "")
+            + "\nCheck that the model's embed_dim/depth/attention_type match the checkpoint, or pass "
+              "strict=False to load what fits and keep the rest at its initialisation.")
+    usable = {k: v for k, v in state.items() if k in model_state and v.shape == model_state[k].shape}
+    target.load_state_dict(usable, strict=False)
+    report.loaded = [k for k in usable if k not in report.resized and k not in report.inflated]
+    report.missing += extra_missing
+    return report
