@@ -89,12 +89,11 @@ def test_capture_attention_removes_its_hooks():
 
 
 def test_interpreter_maps_per_group_and_product():
-    # N = 2 locations on a 1 x 2 grid, T = 2 frames; tokens in (n t) order
-    first = torch.tensor([[0.9, 0.2, 0.6, 0.8]])
-    second = torch.tensor([[0.5, 0.0, 1.0, 0.5]])
-    maps = interpreter_maps([first, second], frames=2, grid=(1, 2))
-    assert torch.equal(maps["interpreter_g1"], token_map(first, 2, (1, 2)))
-    assert torch.equal(maps["interpreter_g1"][0, 1, 0], torch.tensor([0.2, 0.8]))  # frame 1: n0, n1
+    # T = 2 frames of N = 2 locations on a 1 x 2 grid, (B, T, N)
+    first = torch.tensor([[[0.9, 0.6], [0.2, 0.8]]])
+    second = torch.tensor([[[0.5, 1.0], [0.0, 0.5]]])
+    maps = interpreter_maps([first, second], grid=(1, 2))
+    assert torch.equal(maps["interpreter_g1"][0, :, 0], first[0])
     assert torch.allclose(maps["interpreter"][0, :, 0], torch.tensor([[0.45, 0.6], [0.0, 0.4]]))
 
 

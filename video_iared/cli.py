@@ -35,7 +35,89 @@ def _register_flops(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_flops)
 
 
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_register_flops]
+def _input_errors() -> tuple[type[Exception], ...]:
+    """Errors a user fixes by pointing at another file: reported in one line, exit status 1."""
+    from video_iared.data.video import VideoDecodeError
+    from video_iared.models.weights import WeightsError
+
+    return VideoDecodeError, WeightsError, FileNotFoundError
+
+
+def _cmd_interpret(args: argparse.Namespace) -> int:
+    from video_iared.interpret import run
+    from video_iared.predict import load_model, read_class_names
+
+    try:
+        loaded = load_model(args.checkpoint, config=args.config, overrides=args.overrides)
+        if args.video:
+            names = read_class_names(args.classes, loaded.cfg, loaded.model_num_classes)
+            paths = run.explain_video(loaded, args.video, args.out or "interpret_output", class_names=names,
+                                      fmt=args.format, block=args.block)
+            print("\n".join(f"{kind:<9s} {path}" for kind, path in paths.items()))
+            return 0
+        results = run.evaluate_masks(loaded, run.mask_batches(loaded, max_videos=args.max_videos,
+                                                              batch_size=args.batch_size),
+                                     block=args.block)
+        json_path, table_path = run.write_results(results, args.out or loaded.cfg.run.output_dir)
+        print(run.format_table(results))
+        print(f"written: {json_path}, {table_path}")
+        return 0
+    except _input_errors() as err:
+        print(f"video-iared interpret: {err}", file=sys.stderr)
+        return 1
+
+
+def _register_interpret(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("interpret", help="heatmaps of the interpreters, raw attention and rollout: renders "
+                       "for one video (--video) or segmentation scores against mask sidecars (--eval-masks)")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="this project's checkpoint, or an official .pyth")
+    job = p.add_mutually_exclusive_group(required=True)
+    job.add_argument("--video", help="render this video: heatmaps.mp4|gif, heatmaps.png, heatmaps.json")
+    job.add_argument("--eval-masks", action="store_true",
+                     help="score every method on the val list's x.masks.npz sidecars (Chefer et al. "
+                          "protocol): interpretability.json and interpretability.md")
+    p.add_argument("--out", help="output folder (default: interpret_output, or run.output_dir for --eval-masks)")
+    p.add_argument("--format", choices=["mp4", "gif"], default="mp4", help="overlay animation format")
+    p.add_argument("--classes", help="class names: JSON list, {'classes': [...]} or {name: id}")
+    p.add_argument("--block", type=int, default=-1, help="block whose CLS attention is the raw-attention map")
+    p.add_argument("--max-videos", type=int, help="score only the first N videos of the val list")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(func=_cmd_interpret)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from video_iared.predict import (format_prediction, load_model, predict_clip, read_class_names,
+                                     read_video, save_features)
+
+    try:
+        loaded = load_model(args.checkpoint, config=args.config, overrides=args.overrides)
+        names = read_class_names(args.classes, loaded.cfg, loaded.model_num_classes)
+        prediction = predict_clip(loaded, read_video(args.video, loaded.spec))
+    except _input_errors() as err:
+        print(f"video-iared predict: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.video}: {loaded.cfg.model.name}, {loaded.spec.num_frames} frames at {loaded.spec.crop_size}px "
+          f"(centre view)")
+    print(format_prediction(prediction, names))
+    if args.features:
+        print(f"features {tuple(prediction.features.shape)} -> {save_features(prediction, args.features)}")
+    return 0
+
+
+def _register_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="classify one video: top-5 classes, GFLOPs spent, kept share; "
+                       "--features saves its CLS features (official TimeSformer checkpoints too)")
+    p.add_argument("video", help="the video file (anything FFmpeg reads)")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="this project's checkpoint, or an official .pyth")
+    p.add_argument("--classes", help="class names: JSON list, {'classes': [...]} or {name: id}")
+    p.add_argument("--features", metavar="OUT.npy", help="save the normed CLS features (D,) as float32")
+    p.set_defaults(func=_cmd_predict)
+
+
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_register_flops, _register_interpret,
+                                                                    _register_predict]
 
 
 def build_parser() -> argparse.ArgumentParser:

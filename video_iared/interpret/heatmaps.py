@@ -32,9 +32,10 @@ def token_map(values: Tensor, frames: int, grid: tuple[int, int]) -> Tensor:
     return rearrange(values, "b (h w t) -> b t h w", t=frames, h=grid[0], w=grid[1])
 
 
-def interpreter_maps(scores: Sequence[Tensor], frames: int, grid: tuple[int, int]) -> dict[str, Tensor]:
-    """Each group's scores (B, N·T) -> ``{"interpreter_g1": ..., "interpreter": product}``, (B, T, h, w)."""
-    maps = {f"interpreter_g{g + 1}": token_map(s.float(), frames, grid) for g, s in enumerate(scores)}
+def interpreter_maps(scores: Sequence[Tensor], grid: tuple[int, int]) -> dict[str, Tensor]:
+    """Each group's scores (B, T, N) -> ``{"interpreter_g1": ..., "interpreter": product}``, (B, T, h, w)."""
+    maps = {f"interpreter_g{g + 1}": rearrange(s.float(), "b t (h w) -> b t h w", h=grid[0])
+            for g, s in enumerate(scores)}
     maps["interpreter"] = torch.stack(list(maps.values())).prod(0)
     return maps
 
