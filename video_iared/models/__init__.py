@@ -1,10 +1,13 @@
 """Models: TimeSformer, IA-RED² interpreters, token bookkeeping, weight loading, timm registry."""
+from .iared import GroupDecision, IARed, IARedOutput
+from .interpreter import MultiHeadInterpreter, decide
 from .layers import Attention, capture_cls_attention
 from .registry import ModelInfo, get_model_info, list_variants, model_defaults
 from .timesformer import Block, TimeSformer
 from .tokens import TokenGroups, TokenLayout, TokenState
 from .weights import LoadReport, WeightsError, load_weights
 
-__all__ = ["Attention", "Block", "LoadReport", "ModelInfo", "TimeSformer", "TokenGroups", "TokenLayout",
-           "TokenState", "WeightsError", "capture_cls_attention", "get_model_info", "list_variants",
-           "load_weights", "model_defaults"]
+__all__ = ["Attention", "Block", "GroupDecision", "IARed", "IARedOutput", "LoadReport", "ModelInfo",
+           "MultiHeadInterpreter", "TimeSformer", "TokenGroups", "TokenLayout", "TokenState", "WeightsError",
+           "capture_cls_attention", "decide", "get_model_info", "list_variants", "load_weights",
+           "model_defaults"]

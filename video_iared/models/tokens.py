@@ -49,16 +49,21 @@ class TokenGroups:
 
 
 
-def make_groups(group_of_row: Tensor) -> TokenGroups:
-    """Plan for rows labelled with a group id (any integers; empty ids get no group).
+def make_groups(group_of_row: Tensor, num_groups: int | None = None) -> TokenGroups:
+    """Plan for rows labelled with a group id.
 
-    Groups are numbered by increasing id, rows keep their relative order inside a group (so a row
-    placed first in the input, e.g. a CLS token, is slot 0 of its group).
+    Without ``num_groups`` the ids may be any integers; groups are numbered by increasing id and ids
+    without rows get no group. With ``num_groups`` group ``g`` is id ``g`` and an id without rows is a
+    group of padding only (fine for per-group products, not for softmax attention). Rows keep their
+    relative order inside a group, so a row placed first in the input (a CLS token) is slot 0.
     """
     num_rows = group_of_row.numel()
     device = group_of_row.device
-    ids, group = torch.unique(group_of_row, return_inverse=True)
-    num_groups = ids.numel()
+    if num_groups is None:
+        ids, group = torch.unique(group_of_row, return_inverse=True)
+        num_groups = ids.numel()
+    else:
+        group = group_of_row
     counts = torch.bincount(group, minlength=num_groups)
     length = int(counts.max()) if num_rows else 0
     order = torch.argsort(group, stable=True)
@@ -196,6 +201,11 @@ class TokenState:
         if self.cls_per_sample == 1:
             return self.layout.sample
         return self.layout.sample * self.layout.frames + self.layout.frame
+
+    @cached_property
+    def rows_by_cls(self) -> TokenGroups:
+        """Patch rows grouped by their CLS row (group g = CLS row g), for per-query products."""
+        return make_groups(self.cls_of_row, num_groups=self.cls.shape[0])
 
     def select(self, keep: Tensor) -> TokenState:
         """Physically remove the patch rows whose ``keep`` (B, N*T) entry is ``False``."""
