@@ -35,6 +35,26 @@ def _register_flops(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_flops)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from video_iared.engine.train import train
+
+    overrides = list(args.overrides)
+    if args.resume:
+        overrides.append(f"run.resume={args.resume}")
+    result = train(load_config(args.config, overrides))
+    print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+    return 0
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one IA-RED2 stage (iared.stage: backbone | interpreters | "
+                       "finetune) on one process, torchrun or SLURM; resumes from run.output_dir")
+    _add_config_args(p)
+    p.add_argument("--resume", metavar="CKPT",
+                   help="continue from this checkpoint (default: run.output_dir's own, when present)")
+    p.set_defaults(func=_cmd_train)
+
+
 def _input_errors() -> tuple[type[Exception], ...]:
     """Errors a user fixes by pointing at another file: reported in one line, exit status 1."""
     from video_iared.data.video import VideoDecodeError
@@ -116,8 +136,8 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_predict)
 
 
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_register_flops, _register_interpret,
-                                                                    _register_predict]
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_register_flops, _register_train,
+                                                                    _register_interpret, _register_predict]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch.utils.data import DataLoader
 
-from video_iared.config import Config
+from video_iared.config import Config, ConfigError
 from video_iared.data.kinetics import VideoDataset
 from video_iared.models.registry import get_model_info
 
@@ -38,7 +38,7 @@ def input_spec(cfg: Config) -> InputSpec:
     data = cfg.data
     jitter = data.train_jitter_scales or list(info.train_jitter)
     if len(jitter) != 2 or jitter[0] > jitter[1]:
-        raise ValueError(f"data.train_jitter_scales must be [min, max], got {jitter}")
+        raise ConfigError(f"data.train_jitter_scales must be [min, max], got {jitter}")
     return InputSpec(
         num_frames=data.num_frames or cfg.model.num_frames or info.num_frames,
         sampling_rate=data.sampling_rate or info.sampling_rate,
@@ -50,7 +50,7 @@ def build_dataset(cfg: Config, split: Literal["train", "val", "test"], spec: Inp
     """The ``split`` list of ``cfg.data`` producing the clips ``spec`` describes."""
     data = cfg.data
     if not data.root:
-        raise ValueError("data.root is not set: point it at the folder holding the video lists")
+        raise ConfigError("data.root is not set: point it at the folder holding the video lists")
     list_name = {"train": data.train_list, "val": data.val_list, "test": data.test_list}[split]
     return VideoDataset(
         os.path.join(data.root, list_name), split=split, num_frames=spec.num_frames,

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from video_iared.config import OptimConfig
+from video_iared.config import ConfigError, OptimConfig
 
 __all__ = ["NO_DECAY_NAMES", "param_groups", "scaled_lr", "build_optimizer", "lr_factor",
            "build_scheduler"]
@@ -43,7 +43,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, global_batch: int) -> to
     """SGD (nesterov) or AdamW over ``model``'s trainable parameters, lr scaled to ``global_batch``."""
     groups = param_groups(model, cfg.weight_decay)
     if not any(group["params"] for group in groups):
-        raise ValueError("the model has no trainable parameters for this stage")
+        raise ConfigError("the model has no trainable parameters for this stage")
     lr = scaled_lr(cfg, global_batch)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
@@ -67,7 +67,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig,
                     steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-step ``LambdaLR`` following :func:`lr_factor` (its state is just the step count)."""
     if steps_per_epoch < 1:
-        raise ValueError("an epoch must hold at least one optimiser step; lower data.batch_size, "
+        raise ConfigError("an epoch must hold at least one optimiser step; lower data.batch_size, "
                          "optim.accum_steps or the number of processes")
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, functools.partial(lr_factor, steps_per_epoch=steps_per_epoch, cfg=cfg))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from video_iared.config import Config
+from video_iared.config import Config, ConfigError
 
 from . import distributed, policy
 
@@ -42,9 +42,12 @@ def stage_info(cfg: Config, depth: int, num_tokens: int) -> StageInfo:
     """Check that the stage and the model agree, and return the reward's shapes."""
     stage, blocks = cfg.iared.stage, cfg.model.interpreter_blocks
     if stage != "backbone" and not blocks:
-        raise ValueError(f"iared.stage={stage} needs interpreters: set model.interpreter_blocks")
-    spans = tuple(policy.group_spans(blocks, depth)) if blocks else ()
-    policy.check_curriculum(cfg.iared.curriculum_epochs, len(spans))
+        raise ConfigError(f"iared.stage={stage} needs interpreters: set model.interpreter_blocks")
+    try:
+        spans = tuple(policy.group_spans(blocks, depth)) if blocks else ()
+        policy.check_curriculum(cfg.iared.curriculum_epochs, len(spans))
+    except ValueError as err:
+        raise ConfigError(f"model.interpreter_blocks / iared.curriculum_epochs: {err}") from err
     return StageInfo(spans, depth, num_tokens)
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from video_iared.config import Config
+from video_iared.config import Config, ConfigError
 from video_iared.data.transforms import normalize_on_device
 from video_iared.flops import shape_of
 from video_iared.models.build import build_model
@@ -43,20 +43,23 @@ __all__ = ["train", "resolve_device", "check_config"]
 def resolve_device(name: str) -> torch.device:
     """``auto``: CUDA when available, else CPU."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("run.device=cuda but no CUDA device is visible")
+        raise ConfigError("run.device=cuda but no CUDA device is visible")
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
 def check_config(cfg: Config, device: torch.device) -> None:
-    """Fail before any work on settings the engine cannot honour."""
+    """Fail before any work on settings the engine cannot honour (the model-dependent checks follow
+    in :func:`.stages.stage_info`)."""
     if cfg.run.amp == "fp16" and device.type != "cuda":
-        raise ValueError("run.amp=fp16 needs CUDA (GradScaler); use run.amp=bf16 on CPU")
-    if cfg.optim.accum_steps < 1 or cfg.data.batch_size < 1:
-        raise ValueError("optim.accum_steps and data.batch_size must be >= 1")
-    if cfg.iared.stage == "backbone" and cfg.iared.curriculum_epochs:
-        raise ValueError("iared.curriculum_epochs applies to the interpreters stage only")
+        raise ConfigError("run.amp=fp16 needs CUDA (GradScaler); use run.amp=bf16 on CPU")
+    if min(cfg.optim.accum_steps, cfg.data.batch_size, cfg.optim.epochs, cfg.run.log_every,
+           cfg.run.eval_every_epochs) < 1:
+        raise ConfigError("optim.accum_steps, optim.epochs, data.batch_size, run.log_every and "
+                          "run.eval_every_epochs must be >= 1")
+    if cfg.iared.stage != "interpreters" and cfg.iared.curriculum_epochs:
+        raise ConfigError("iared.curriculum_epochs applies to the interpreters stage only")
     if not 0.0 <= cfg.optim.ema_decay < 1.0:
-        raise ValueError("optim.ema_decay must be in [0, 1); 0 turns EMA off")
+        raise ConfigError("optim.ema_decay must be in [0, 1); 0 turns EMA off")
 
 
 def _seed_all(seed: int) -> None:
@@ -131,14 +134,14 @@ class _Trainer:
         if path is None:
             return False
         if not path.is_file():
-            raise FileNotFoundError(f"run.resume={source}: no such checkpoint")
+            raise ConfigError(f"run.resume={source}: no such checkpoint")
         state = ckpt.load_checkpoint(path)
         if state["stage"] != self.stage:
-            raise ValueError(f"{path} is a {state['stage']} checkpoint but iared.stage={self.stage}; "
+            raise ConfigError(f"{path} is a {state['stage']} checkpoint but iared.stage={self.stage}; "
                              "start a new stage in a new output_dir with model.weights pointing at it")
         same_world = state["world_size"] == self.env.world_size
         if state["step_in_epoch"] and not same_world:
-            raise ValueError(f"{path} was written mid-epoch by {state['world_size']} processes; resume it "
+            raise ConfigError(f"{path} was written mid-epoch by {state['world_size']} processes; resume it "
                              f"with the same number (got {self.env.world_size}) or from an epoch end")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
