@@ -8,6 +8,7 @@ carries its config; an official or foreign one does not, so the model is read of
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,14 @@ def load_model(checkpoint: str | Path, *, config: str | None = None, overrides: 
     The config is, in order of preference: ``config`` (a YAML file), the one saved in the checkpoint,
     or one inferred from the weights (:func:`infer_model_overrides`); ``overrides`` apply on top.
     """
-    raw = read_checkpoint(checkpoint)
+    try:
+        raw = read_checkpoint(checkpoint)
+    except (KeyError, EOFError, RuntimeError, pickle.UnpicklingError) as err:
+        # torch.load's own messages for a file that is not a checkpoint are cryptic (KeyError: 101)
+        raise WeightsError(f"{checkpoint} is not a checkpoint torch can read "
+                           f"({type(err).__name__}: {err})") from err
+    if not isinstance(raw, dict):
+        raise WeightsError(f"{checkpoint} holds a {type(raw).__name__}, not a checkpoint dictionary")
     if config:
         cfg = load_config(config, overrides)
     elif isinstance(raw.get("config"), dict):

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from video_iared.data.video import write_video
+
 from .metrics import normalise_maps
 
 __all__ = ["resize_frames", "overlay", "grey_out", "panel_strip", "write_animation", "save_grid"]
@@ -61,7 +63,8 @@ def panel_strip(panels: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 def write_animation(frames: np.ndarray, path: str | Path, *, fps: float = 4.0) -> Path:
-    """Write uint8 (T, H, W, 3) frames as ``.mp4`` (H.264 via PyAV) or ``.gif`` (Pillow), by suffix."""
+    """Write uint8 (T, H, W, 3) frames as ``.mp4`` (H.264, :func:`~video_iared.data.video.write_video`) or
+    ``.gif`` (Pillow), by suffix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".gif":
@@ -70,19 +73,10 @@ def write_animation(frames: np.ndarray, path: str | Path, *, fps: float = 4.0) -
         return path
     if path.suffix != ".mp4":
         raise ValueError(f"animation must be .mp4 or .gif, got {path.name}")
-    import av
-    from fractions import Fraction
-
     height, width = frames.shape[1:3]
-    even = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")  # yuv420p
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height = even.shape[2], even.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18"}
-        for frame in even:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
+    # even sizes keep yuv420p, which every player decodes
+    even = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    write_video(str(path), even, fps=fps, crf=18)
     return path
 
 
