@@ -83,8 +83,8 @@ def test_capture_attention_removes_its_hooks():
     model = _tiny(depth=1)
     with capture_attention(model) as weights:
         model(torch.randn(1, 3, 2, 16, 16))
-    assert weights["blocks.0.temporal_attn"].shape == (4, 2, 2)              # (B*N, T, T)
-    assert weights["blocks.0.attn"].shape == (2, 5, 5)                       # (B*T, 1+N, 1+N)
+    assert weights[model.blocks[0].temporal_attn].shape == (4, 2, 2)         # (B*N, T, T)
+    assert weights[model.blocks[0].attn].shape == (2, 5, 5)                  # (B*T, 1+N, 1+N)
     assert all(not m._forward_hooks for m in model.modules())
 
 

@@ -56,11 +56,12 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _input_errors() -> tuple[type[Exception], ...]:
-    """Errors a user fixes by pointing at another file: reported in one line, exit status 1."""
+    """Errors a user fixes by pointing at another file or value: reported in one line, exit status 1
+    (a ``ConfigError`` is re-raised for ``main`` to report)."""
     from video_iared.data.video import VideoDecodeError
     from video_iared.models.weights import WeightsError
 
-    return VideoDecodeError, WeightsError, FileNotFoundError
+    return VideoDecodeError, WeightsError, FileNotFoundError, ValueError
 
 
 def _cmd_interpret(args: argparse.Namespace) -> int:
@@ -75,13 +76,15 @@ def _cmd_interpret(args: argparse.Namespace) -> int:
                                       fmt=args.format, block=args.block)
             print("\n".join(f"{kind:<9s} {path}" for kind, path in paths.items()))
             return 0
-        results = run.evaluate_masks(loaded, run.mask_batches(loaded, max_videos=args.max_videos,
-                                                              batch_size=args.batch_size),
-                                     block=args.block)
+        batches = run.mask_batches(loaded, max_items=args.max_items, batch_size=args.batch_size,
+                                   imagenet_seg=args.imagenet_seg)
+        results = run.evaluate_masks(loaded, batches, block=args.block)
         json_path, table_path = run.write_results(results, args.out or loaded.cfg.run.output_dir)
         print(run.format_table(results))
         print(f"written: {json_path}, {table_path}")
         return 0
+    except ConfigError:
+        raise
     except _input_errors() as err:
         print(f"video-iared interpret: {err}", file=sys.stderr)
         return 1
@@ -97,11 +100,13 @@ def _register_interpret(sub: argparse._SubParsersAction) -> None:
     job.add_argument("--eval-masks", action="store_true",
                      help="score every method on the val list's x.masks.npz sidecars (Chefer et al. "
                           "protocol): interpretability.json and interpretability.md")
-    p.add_argument("--out", help="output folder (default: interpret_output, or run.output_dir for --eval-masks)")
+    job.add_argument("--imagenet-seg", metavar="GTSEGS_MAT",
+                     help="the same scores on ImageNet-Segmentation (gtsegs_ijcv.mat) for image models")
+    p.add_argument("--out", help="output folder (default: interpret_output, or run.output_dir for scores)")
     p.add_argument("--format", choices=["mp4", "gif"], default="mp4", help="overlay animation format")
     p.add_argument("--classes", help="class names: JSON list, {'classes': [...]} or {name: id}")
     p.add_argument("--block", type=int, default=-1, help="block whose CLS attention is the raw-attention map")
-    p.add_argument("--max-videos", type=int, help="score only the first N videos of the val list")
+    p.add_argument("--max-items", type=int, help="score only the first N videos (or images)")
     p.add_argument("--batch-size", type=int, default=8)
     p.set_defaults(func=_cmd_interpret)
 
@@ -114,6 +119,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         loaded = load_model(args.checkpoint, config=args.config, overrides=args.overrides)
         names = read_class_names(args.classes, loaded.cfg, loaded.model_num_classes)
         prediction = predict_clip(loaded, read_video(args.video, loaded.spec))
+    except ConfigError:
+        raise
     except _input_errors() as err:
         print(f"video-iared predict: {err}", file=sys.stderr)
         return 1

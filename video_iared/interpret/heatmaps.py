@@ -57,22 +57,23 @@ def _head_averaged_attention(module: Attention, args: tuple, kwargs: dict) -> Te
 
 
 @contextmanager
-def capture_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
+def capture_attention(model: nn.Module) -> Iterator[dict[nn.Module, Tensor]]:
     """Record the full head-averaged attention (G, L, L) of every :class:`Attention` in ``model``.
 
     Forward hooks recompute the weights from each module's own projection; the forward itself is
-    untouched. Keys are module names (``blocks.3.attn``, ``blocks.3.temporal_attn``)::
+    untouched. Keyed by module, so wrappers (an IA-RED² model around its backbone) change nothing::
 
         with capture_attention(model) as weights:
             model(clip)
+        weights[model.blocks[3].temporal_attn]
     """
-    weights: dict[str, Tensor] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if isinstance(module, Attention):
-            def hook(mod: nn.Module, args: tuple, kwargs: dict, out: Tensor, name: str = name) -> None:
-                weights[name] = _head_averaged_attention(mod, args, kwargs).detach()
-            handles.append(module.register_forward_hook(hook, with_kwargs=True))
+    weights: dict[nn.Module, Tensor] = {}
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict, out: Tensor) -> None:
+        weights[module] = _head_averaged_attention(module, args, kwargs).detach()
+
+    handles = [module.register_forward_hook(hook, with_kwargs=True)
+               for module in model.modules() if isinstance(module, Attention)]
     try:
         yield weights
     finally:
@@ -97,14 +98,13 @@ def attention_maps(backbone: nn.Module, clip: Tensor, *, block: int = -1) -> dic
         raise ValueError("attention baselines are defined for divided and joint attention and images")
     with capture_attention(backbone) as weights:
         backbone(clip)
-    depth = len(backbone.blocks)
-    spatial = [weights[f"blocks.{i}.attn"] for i in range(depth)]
+    spatial = [weights[layer.attn] for layer in backbone.blocks]
     if attention_type == "divided_space_time":
         spatial = [w.view(batch, frames, 1 + locations, 1 + locations) for w in spatial]
         steps = []
-        for i in range(depth):
-            temporal = weights[f"blocks.{i}.temporal_attn"].view(batch, locations, frames, frames)
-            steps += [temporal_step(temporal), spatial_step(spatial[i])]
+        for layer, space in zip(backbone.blocks, spatial):
+            temporal = weights[layer.temporal_attn].view(batch, locations, frames, frames)
+            steps += [temporal_step(temporal), spatial_step(space)]
         raw = spatial[block][:, :, 0, 1:]                                        # (B, T, N)
         raw = rearrange(raw, "b t (h w) -> b t h w", h=grid[0])
     else:

@@ -20,6 +20,7 @@ from video_iared.engine.datasets import build_dataset
 from video_iared.predict import LoadedModel, backbone_of, read_video, run_iared
 
 from .heatmaps import attention_maps, interpreter_maps, random_map
+from .imagenet_seg import ImageNetSegmentation
 from .metrics import SegmentationMeter
 from .render import grey_out, overlay, panel_strip, resize_frames, save_grid, write_animation
 
@@ -31,13 +32,14 @@ DISPLAY_SIZE = 128  # frames smaller than this are enlarged for the renders
 @torch.no_grad()
 def method_maps(loaded: LoadedModel, clips: Tensor, *, block: int = -1, seed: int = 0
                 ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
-    """uint8 clips (B, 3, T, S, S) -> (logits, {method: (B, T, h, w)}, {method: dropped (B, T, h, w)}).
+    """uint8 clips (B, 3, T, S, S) or images (B, 3, S, S) -> (logits, {method: (B, T, h, w)},
+    {method: dropped (B, T, h, w)}), T = 1 for images.
 
     Logits are the IA-RED² model's (threshold decisions), or the dense model's without interpreters.
     """
     model, spec = loaded.model, loaded.spec
     device = next(model.parameters()).device
-    x = normalize_on_device(clips.to(device), spec.mean, spec.std)
+    x = normalize_on_device(clips.to(device), spec.mean, spec.std, channel_dim=-4 if clips.dim() == 5 else -3)
     patch = backbone_of(model).patch_size
     grid = (x.shape[-2] // patch, x.shape[-1] // patch)
     maps: dict[str, Tensor] = {}
@@ -86,29 +88,35 @@ def explain_video(loaded: LoadedModel, video: str | Path, out_dir: str | Path, *
     return paths
 
 
-def mask_batches(loaded: LoadedModel, *, batch_size: int = 8, max_videos: int | None = None
-                 ) -> DataLoader:
-    """Batches of the config's val list (centre view) with their mask sidecars, cropped like the clips."""
+def mask_batches(loaded: LoadedModel, *, batch_size: int = 8, max_items: int | None = None,
+                 imagenet_seg: str | None = None) -> DataLoader:
+    """Batches with masks: the config's val list (centre view, mask sidecars cropped like the clips),
+    or the ImageNet-Segmentation file ``imagenet_seg`` (``gtsegs_ijcv.mat``) at the model's crop size."""
     cfg = loaded.cfg
-    dataset = build_dataset(cfg, "val", loaded.spec)
-    if not dataset.with_masks:
-        raise FileNotFoundError(f"no mask sidecar beside {dataset.items[0][0]} (expected "
-                                f"{mask_sidecar_path(dataset.items[0][0])})")
-    if max_videos is not None:
-        dataset = Subset(dataset, range(min(max_videos, len(dataset))))
+    if imagenet_seg:
+        dataset = ImageNetSegmentation(imagenet_seg, size=loaded.spec.crop_size)
+    else:
+        dataset = build_dataset(cfg, "val", loaded.spec)
+        if not dataset.with_masks:
+            raise FileNotFoundError(f"no mask sidecar beside {dataset.items[0][0]} (expected "
+                                    f"{mask_sidecar_path(dataset.items[0][0])})")
+    if max_items is not None:
+        dataset = Subset(dataset, range(min(max_items, len(dataset))))
     return DataLoader(dataset, batch_size=batch_size, num_workers=cfg.data.num_workers)
 
 
 def evaluate_masks(loaded: LoadedModel, batches: Iterable[dict[str, Tensor]], *, block: int = -1,
                    seed: int = 0) -> dict[str, dict[str, float]]:
     """Chefer et al.'s scores of every method over batches ``{"clip": (B, 3, T, S, S) uint8, "masks":
-    (B, T, S, S)}``; each frame is one unit -> ``{method: {pixel_acc, miou, map, frames, ap_frames}}``."""
+    (B, T, S, S)}`` (images: (B, 3, S, S) and (B, S, S)); each frame is one unit ->
+    ``{method: {pixel_acc, miou, map, frames, ap_frames}}``."""
     meters: dict[str, SegmentationMeter] = {}
     for index, batch in enumerate(batches):
         if "masks" not in batch:
             raise FileNotFoundError("the dataset has no masks: every video needs an x.masks.npz sidecar")
         _, maps, _ = method_maps(loaded, batch["clip"], block=block, seed=seed + index)
-        masks = batch["masks"].flatten(0, 1)                                     # (B*T, S, S)
+        masks = batch["masks"]
+        masks = (masks if masks.dim() == 4 else masks[:, None]).flatten(0, 1)   # (B*T, S, S)
         for name, heat in maps.items():
             meters.setdefault(name, SegmentationMeter()).update(heat.flatten(0, 1), masks)
     if not meters:
