@@ -24,7 +24,8 @@ def test_method_maps_cover_every_method(iared):
     clips = torch.randint(0, 255, (2, 3, 8, 32, 32), dtype=torch.uint8)
     logits, maps, dropped = method_maps(iared, clips)
     assert logits.shape == (2, 3)
-    assert set(maps) == {"interpreter", "interpreter_g1", "interpreter_g2", "raw_attention", "rollout", "random"}
+    assert set(maps) == {"interpreter", "interpreter_g1", "interpreter_g2", "raw_attention", "rollout",
+                         "random"}
     assert all(m.shape == (2, 8, 4, 4) for m in maps.values())
     assert set(dropped) == {"interpreter_g1", "interpreter_g2"}
     # hierarchical: what group 1 dropped stays dropped in group 2, and has zero combined score
@@ -63,14 +64,14 @@ def test_evaluate_masks_on_batches(iared):
 def test_cli_video_and_eval_masks_end_to_end(tmp_path, capsys):
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.pth")
     video = write_square_video(tmp_path / "clip.mp4")
-    assert main(["interpret", "--checkpoint", str(ckpt), "--video", str(video), "--out", str(tmp_path / "one"),
-                 "--format", "gif"]) == 0
+    assert main(["interpret", "--checkpoint", str(ckpt), "--video", str(video),
+                 "--out", str(tmp_path / "one"), "--format", "gif"]) == 0
     assert {p.name for p in (tmp_path / "one").iterdir()} == {"heatmaps.gif", "heatmaps.png", "heatmaps.json"}
 
     root = write_dataset(tmp_path / "data", num_videos=3)
     out = tmp_path / "scores"
-    assert main(["interpret", "--checkpoint", str(ckpt), "--eval-masks", "--out", str(out), "--batch-size", "2",
-                 f"data.root={root}", "data.num_workers=0"]) == 0
+    assert main(["interpret", "--checkpoint", str(ckpt), "--eval-masks", "--out", str(out),
+                 "--batch-size", "2", f"data.root={root}", "data.num_workers=0"]) == 0
     results = json.loads((out / "interpretability.json").read_text())
     assert set(results) == {"raw_attention", "rollout", "random"}                 # dense: no interpreters
     assert results["rollout"]["frames"] == 24 and results["rollout"]["ap_frames"] == 24

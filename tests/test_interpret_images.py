@@ -22,7 +22,8 @@ def write_gtsegs(path, images, masks):
         for i, (image, mask) in enumerate(zip(images, masks)):
             img_refs[i, 0] = refs.create_dataset(f"img{i}", data=image.transpose(2, 1, 0)).ref
             mask_ref = refs.create_dataset(f"gt{i}", data=mask.T).ref
-            gt_refs[i, 0] = refs.create_dataset(f"cell{i}", data=np.array([[mask_ref]], dtype=h5py.ref_dtype)).ref
+            cell = np.array([[mask_ref]], dtype=h5py.ref_dtype)                # a 1 x 1 MATLAB cell
+            gt_refs[i, 0] = refs.create_dataset(f"cell{i}", data=cell).ref
         f.create_dataset("value/img", data=img_refs)
         f.create_dataset("value/gt", data=gt_refs)
 
@@ -30,7 +31,8 @@ def write_gtsegs(path, images, masks):
 @pytest.fixture
 def gtsegs(tmp_path):
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, (30, 50, 3), dtype=np.uint8), rng.integers(0, 255, (40, 20, 3), dtype=np.uint8)]
+    images = [rng.integers(0, 255, (30, 50, 3), dtype=np.uint8),
+              rng.integers(0, 255, (40, 20, 3), dtype=np.uint8)]
     masks = [np.zeros((30, 50), np.uint8), np.zeros((40, 20), np.uint8)]
     masks[0][5:20, 10:40] = 1
     masks[1][:, :10] = 1

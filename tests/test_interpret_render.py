@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from video_iared.interpret.render import grey_out, overlay, panel_strip, resize_frames, save_grid, write_animation
+from video_iared.interpret.render import (grey_out, overlay, panel_strip, resize_frames, save_grid,
+                                         write_animation)
 
 
 @pytest.fixture

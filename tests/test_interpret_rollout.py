@@ -88,6 +88,11 @@ def test_capture_attention_removes_its_hooks():
     assert all(not m._forward_hooks for m in model.modules())
 
 
+def test_token_map_reads_n_t_order():
+    values = torch.arange(4.0)[None]                          # token j = n*T + t; N = 2, T = 2
+    assert torch.equal(token_map(values, 2, (1, 2))[0, :, 0], torch.tensor([[0.0, 2.0], [1.0, 3.0]]))
+
+
 def test_interpreter_maps_per_group_and_product():
     # T = 2 frames of N = 2 locations on a 1 x 2 grid, (B, T, N)
     first = torch.tensor([[[0.9, 0.6], [0.2, 0.8]]])

@@ -8,10 +8,10 @@ from tiny_videos import TINY, save_tiny_checkpoint, tiny_iared, write_square_vid
 
 from video_iared.cli import main
 from video_iared.config import load_config
-from video_iared.engine.datasets import input_spec
 from video_iared.data.transforms import normalize_on_device
-from video_iared.predict import (LoadedModel, infer_model_overrides, load_model, predict_clip, read_class_names,
-                                 read_video)
+from video_iared.engine.datasets import input_spec
+from video_iared.predict import (LoadedModel, infer_model_overrides, load_model, predict_clip,
+                                 read_class_names, read_video)
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +25,15 @@ def test_predict_prints_top5_cost_and_saves_features(files, capsys):
     out = files["root"] / "feat.npy"
     classes = files["root"] / "classes.json"
     classes.write_text(json.dumps({"walk": 0, "run": 1, "jump": 2}))             # Kinetics' {name: id}
-    assert main(["predict", str(files["video"]), "--checkpoint", str(files["ckpt"]), "--classes", str(classes),
-                 "--features", str(out)]) == 0
+    assert main(["predict", str(files["video"]), "--checkpoint", str(files["ckpt"]),
+                 "--classes", str(classes), "--features", str(out)]) == 0
     text = capsys.readouterr().out
     assert "top-5:" in text and "1. " in text and "jump" in text
     assert "kept share 1.000" in text and "GFLOPs" in text
     features = np.load(out)
     loaded = load_model(files["ckpt"])
-    clip = normalize_on_device(read_video(files["video"], loaded.spec)[None], loaded.spec.mean, loaded.spec.std)
+    clip = read_video(files["video"], loaded.spec)[None]
+    clip = normalize_on_device(clip, loaded.spec.mean, loaded.spec.std)
     with torch.no_grad():
         expected = loaded.model.forward_features(clip)[0]
     assert features.shape == (96,) and np.allclose(features, expected.numpy(), atol=1e-5)
@@ -49,7 +50,8 @@ def test_official_checkpoint_is_recognised_from_its_weights(files, tmp_path):
         "model.name=timesformer_tiny_patch8_32", "model.num_classes=3", "model.img_size=32",
         "model.attention_type=divided_space_time", "model.num_frames=8"]
     clip = read_video(files["video"], loaded.spec)
-    assert torch.allclose(predict_clip(load_model(path), clip).probs, predict_clip(loaded, clip).probs, atol=1e-6)
+    official_probs = predict_clip(load_model(path), clip).probs
+    assert torch.allclose(official_probs, predict_clip(loaded, clip).probs, atol=1e-6)
 
 
 def test_iared_prediction_spends_fewer_flops():

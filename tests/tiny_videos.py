@@ -16,7 +16,8 @@ from video_iared.models.build import build_model
 TINY = ["model.name=timesformer_tiny_patch8_32", "model.num_classes=3", "model.drop_path_rate=0.0"]
 
 
-def write_square_video(path: Path, *, frames: int = 24, height: int = 40, width: int = 64, seed: int = 0) -> Path:
+def write_square_video(path: Path, *, frames: int = 24, height: int = 40, width: int = 64,
+                       seed: int = 0) -> Path:
     """A bright square moving right on noise, and its mask sidecar (the square).
 
     decord 0.6 fails on frames whose width is not a multiple of 32 (48 px: "size must exactly match").

@@ -82,8 +82,8 @@ def infer_model_overrides(state: dict[str, Tensor]) -> list[str]:
     return overrides
 
 
-def load_model(checkpoint: str | Path, *, config: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-               device: torch.device | str = "cpu") -> LoadedModel:
+def load_model(checkpoint: str | Path, *, config: str | None = None,
+               overrides: list[str] | tuple[str, ...] = (), device: torch.device | str = "cpu") -> LoadedModel:
     """Build the checkpoint's model and load its weights (strictly), in eval mode.
 
     The config is, in order of preference: ``config`` (a YAML file), the one saved in the checkpoint,
@@ -201,7 +201,8 @@ def format_prediction(prediction: Prediction, names: list[str], *, k: int = 5) -
     """The ``predict`` report: top-k classes with probabilities, GFLOPs and kept share."""
     lines = [f"top-{k}:"]
     lines += [f"  {rank}. {names[i]:<30s} {p:.3f}" for rank, (i, p) in enumerate(prediction.top(k), start=1)]
-    cost = f"GFLOPs {prediction.gflops:.3f} (dense {prediction.dense_gflops:.3f})  kept share {prediction.keep:.3f}"
+    cost = (f"GFLOPs {prediction.gflops:.3f} (dense {prediction.dense_gflops:.3f})  "
+            f"kept share {prediction.keep:.3f}")
     if prediction.keep_per_group:
         cost += "  (after each interpreter: " + ", ".join(f"{s:.3f}" for s in prediction.keep_per_group) + ")"
     return "\n".join([*lines, cost])

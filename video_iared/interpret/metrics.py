@@ -31,7 +31,8 @@ def normalise_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
     up = F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
     low = up.amin((1, 2), keepdim=True)
     span = up.amax((1, 2), keepdim=True) - low
-    return torch.where(span > 0, (up - low) / span.clamp_min(torch.finfo(up.dtype).tiny), torch.zeros_like(up))
+    scaled = (up - low) / span.clamp_min(torch.finfo(up.dtype).tiny)
+    return torch.where(span > 0, scaled, torch.zeros_like(up))
 
 
 def foreground(normalised: Tensor) -> Tensor:

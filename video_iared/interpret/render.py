@@ -120,6 +120,6 @@ def save_grid(path: str | Path, frames: np.ndarray, rows: Mapping[str, torch.Ten
         fig.suptitle(title, fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -56,7 +56,8 @@ def method_maps(loaded: LoadedModel, clips: Tensor, *, block: int = -1, seed: in
     maps.update(baselines)
     generator = torch.Generator().manual_seed(seed)
     maps["random"] = random_map(tuple(baselines["rollout"].shape), generator=generator)
-    return logits.float().cpu(), {k: v.float().cpu() for k, v in maps.items()}, {k: v.cpu() for k, v in dropped.items()}
+    maps = {name: heat.float().cpu() for name, heat in maps.items()}
+    return logits.float().cpu(), maps, {name: mask.cpu() for name, mask in dropped.items()}
 
 
 def explain_video(loaded: LoadedModel, video: str | Path, out_dir: str | Path, *, class_names: list[str],
@@ -131,7 +132,8 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
               for name, r in results.items()]
     frames = next(iter(results.values()))
     lines.append(f"\n{frames['frames']} frames; mAP over the {frames['ap_frames']} frames whose mask is not "
-                 "empty (protocol of Chefer et al. 2021: bilinear upsampling, min-max, threshold at the mean).")
+                 "empty (protocol of Chefer et al. 2021: bilinear upsampling, min-max, threshold at the "
+                 "mean).")
     return "\n".join(lines)
 
 
