@@ -52,12 +52,16 @@ class MultiHeadInterpreter(nn.Module):
         q = rearrange(q, "q (h d) -> q h d", h=self.num_heads) * self.scale
         w_k = rearrange(weight[self.dim:], "(h d) c -> h d c", h=self.num_heads)
         folded = torch.einsum("qhd,hdc->qch", q, w_k)                      # (Q, D, h)
-        x = rows_by_cls.gather(F.layer_norm(patches, (self.dim,), eps=self.eps))  # (Q, L, D)
-        logits = x @ folded                                                # (Q, L, h)
+        offset = None
         if bias is not None:
             b_k = rearrange(bias[self.dim:], "(h d) -> h d", h=self.num_heads)
-            logits = logits + torch.einsum("qhd,hd->qh", q, b_k)[:, None]
-        return rows_by_cls.scatter(logits.sigmoid()).mean(-1)
+            offset = torch.einsum("qhd,hd->qh", q, b_k)[:, None]           # (Q, 1, h)
+        x = F.layer_norm(patches, (self.dim,), eps=self.eps)
+        probs = []
+        for part, bucket in zip(rows_by_cls.gather(x), rows_by_cls.buckets):   # (G, L, D) per bucket
+            logits = part @ folded[bucket.groups]                           # (G, L, h)
+            probs.append((logits if offset is None else logits + offset[bucket.groups]).sigmoid())
+        return rows_by_cls.scatter(probs).mean(-1)
 
 
 def decide(scores: Tensor, present: Tensor, mode: Decision, *, threshold: float = 0.5,

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .tokens import TokenGroups
 
-ClsAttentionSink = Callable[["Attention", Tensor, "TokenGroups | None"], None]
+ClsAttentionSink = Callable[["Attention", list[Tensor], "TokenGroups | None"], None]
 
 
 class Attention(nn.Module):
@@ -44,30 +44,31 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, groups: TokenGroups | None = None, key_mask: Tensor | None = None) -> Tensor:
         qkv = self.qkv(x)
-        mask = key_mask[:, None, None, :] if key_mask is not None else None
-        if groups is not None:
-            qkv, mask = groups.gather(qkv), groups.mask            # (G, L, 3D)
-        q, k, v = rearrange(qkv, "g l (three h d) -> three g h l d", three=3, h=self.num_heads).unbind(0)
-        if self.cls_attention_sink is None:
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0)
-        else:
-            out = self._explicit_attention(q, k, v, mask, groups)
-        out = rearrange(out, "g h l d -> g l (h d)")
-        if groups is not None:
-            out = groups.scatter(out)                               # (R, D)
+        if groups is None:
+            out = self._attend([qkv], [None if key_mask is None else key_mask[:, None, None, :]], None)[0]
+        else:   # linears on the rows, attention per length bucket of padded groups
+            out = groups.scatter(self._attend(groups.gather(qkv), [b.mask for b in groups.buckets], groups))
         return self.proj_drop(self.proj(out))
 
-    def _explicit_attention(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
-                            groups: TokenGroups | None) -> Tensor:
-        """Softmax written out, to hand the first query's (CLS) attention row to the sink."""
-        logits = (q * self.scale) @ k.transpose(-2, -1)             # (G, h, L, L)
-        if mask is not None:
-            logits = logits.masked_fill(~mask, float("-inf"))
-        weights = logits.softmax(-1)
-        self.cls_attention_sink(self, weights[:, :, 0], groups)    # (G, h, L)
-        weights = F.dropout(weights, self.attn_drop, self.training)
-        return weights @ v
+    def _attend(self, parts: list[Tensor], masks: list[Tensor | None], groups: TokenGroups | None) -> list[Tensor]:
+        """(G, L, 3D) query/key/value groups -> (G, L, D) attention outputs, one per bucket."""
+        outs, cls_rows = [], []
+        for qkv, mask in zip(parts, masks):
+            q, k, v = rearrange(qkv, "g l (three h d) -> three g h l d", three=3, h=self.num_heads).unbind(0)
+            if self.cls_attention_sink is None:
+                out = F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0)
+            else:  # softmax written out, to hand the first query's (CLS) attention row to the sink
+                logits = (q * self.scale) @ k.transpose(-2, -1)          # (G, h, L, L)
+                if mask is not None:
+                    logits = logits.masked_fill(~mask, float("-inf"))
+                weights = logits.softmax(-1)
+                cls_rows.append(weights[:, :, 0])                        # (G, h, L)
+                out = F.dropout(weights, self.attn_drop, self.training) @ v
+            outs.append(rearrange(out, "g h l d -> g l (h d)"))
+        if self.cls_attention_sink is not None:
+            self.cls_attention_sink(self, cls_rows, groups)
+        return outs
 
 
 @contextmanager
@@ -75,8 +76,9 @@ def capture_cls_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
     """Record, per attention module name, the first query's attention row of every group.
 
     Inside the context every :class:`Attention` of ``model`` uses the explicit softmax and stores
-    (G, heads, L) weights; for the spatial attention of TimeSformer blocks query 0 is each frame's CLS
-    copy (raw-attention heatmaps, the CLS-attention top-k baseline)::
+    (G, heads, L) weights, groups in id order and keys in slot order (zero on padding); for the spatial
+    attention of TimeSformer blocks group ``b*T + t`` is frame t of clip b and query 0 its CLS copy
+    (raw-attention heatmaps, the CLS-attention top-k baseline)::
 
         with capture_cls_attention(model) as rows:
             model(clip)
@@ -85,8 +87,15 @@ def capture_cls_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
     rows: dict[str, Tensor] = {}
     names = {module: name for name, module in model.named_modules() if isinstance(module, Attention)}
 
-    def sink(module: Attention, weights: Tensor, groups: TokenGroups | None) -> None:
-        rows[names[module]] = weights
+    def sink(module: Attention, weights: list[Tensor], groups: TokenGroups | None) -> None:
+        if groups is None:
+            rows[names[module]] = weights[0]
+            return
+        count = max(int(b.groups.max()) for b in groups.buckets) + 1
+        full = weights[0].new_zeros(count, weights[0].shape[1], max(b.length for b in groups.buckets))
+        for bucket, part in zip(groups.buckets, weights):
+            full[bucket.groups, :, : bucket.length] = part
+        rows[names[module]] = full
 
     for module in names:
         module.cls_attention_sink = sink

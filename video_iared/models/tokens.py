@@ -7,9 +7,9 @@ CLS tokens live apart from the patches (one per sample, or one per frame for spa
 
 A batch with dropped tokens keeps only the *present* patch tokens, packed across the batch into rows
 ``(M, D)`` ordered by ``(b, n, t)``; ``index`` holds each row's flat position ``b*N*T + n*T + t``.
-Attention runs over *groups* of rows (a frame, a location, a whole clip), padded to the longest
-group and masked: :class:`TokenGroups` is the gather/scatter plan, built once per layout and reused
-by every block until the next interpreter drops more tokens.
+Attention runs over *groups* of rows (a frame, a location, a whole clip); groups of similar length
+are padded into one batch with a key mask (length buckets). :class:`TokenGroups` is the gather/scatter
+plan, built once per layout and reused by every block until the next interpreter drops more tokens.
 """
 from __future__ import annotations
 
@@ -20,66 +20,111 @@ import torch
 from torch import Tensor
 
 
-@dataclass(frozen=True)
-class TokenGroups:
-    """Gather rows ``(R, C)`` into padded groups ``(G, L, C)`` and scatter results back.
+# Groups whose lengths differ by less than this share one padded batch (<= 12.5 % padding).
+BUCKET_TOLERANCE = 0.125
 
-    ``index`` (G, L): source row of every slot (padding slots read row 0 and are masked);
-    ``slot`` (R,): flat slot ``g*L + l`` of every row. Both are ``None`` when the rows already are
-    the groups in order (``R == G*L``), so gathering is a free ``view``. ``mask`` (G, 1, 1, L) is
-    ``True`` for real keys (an SDPA boolean mask), ``None`` when no slot is padding.
+
+@dataclass(frozen=True)
+class GroupBucket:
+    """Groups of similar length padded to one ``(G, L, C)`` batch.
+
+    ``groups`` (G,) are their ids; ``index`` (G, L) the source row of every slot (padding slots read
+    row 0), ``None`` when the rows already are these groups in order (a free view); ``mask``
+    (G, 1, 1, L) is ``True`` for real keys (an SDPA boolean mask), ``None`` without padding.
     """
 
-    num_groups: int
+    groups: Tensor
     length: int
     index: Tensor | None
-    slot: Tensor | None
     mask: Tensor | None
 
     def gather(self, rows: Tensor) -> Tensor:
         """(R, C) -> (G, L, C)."""
+        count = self.groups.numel()
         if self.index is None:
-            return rows.view(self.num_groups, self.length, rows.shape[-1])
-        return rows.index_select(0, self.index.flatten()).view(self.num_groups, self.length, -1)
+            return rows.view(count, self.length, rows.shape[-1])
+        return rows.index_select(0, self.index.flatten()).view(count, self.length, rows.shape[-1])
 
-    def scatter(self, grouped: Tensor) -> Tensor:
-        """(G, L, C) -> (R, C), dropping the padding slots."""
-        flat = grouped.reshape(self.num_groups * self.length, grouped.shape[-1])
+
+@dataclass(frozen=True)
+class TokenGroups:
+    """Plan that gathers rows ``(R, C)`` into length buckets of padded groups and scatters back.
+
+    ``slot`` (R,): position of every row among the concatenated, flattened bucket slots; ``None``
+    when that concatenation is the rows themselves (the dense model: no copy at all).
+    """
+
+    buckets: tuple[GroupBucket, ...]
+    slot: Tensor | None
+
+    def gather(self, rows: Tensor) -> list[Tensor]:
+        """(R, C) -> one (G_k, L_k, C) tensor per bucket."""
+        return [bucket.gather(rows) for bucket in self.buckets]
+
+    def scatter(self, grouped: list[Tensor]) -> Tensor:
+        """Per-bucket (G_k, L_k, C) -> (R, C), dropping the padding slots."""
+        flat = [part.reshape(-1, part.shape[-1]) for part in grouped]
+        flat = flat[0] if len(flat) == 1 else torch.cat(flat)
         return flat if self.slot is None else flat.index_select(0, self.slot)
 
 
+def _bucket_bounds(lengths: list[int], tolerance: float) -> list[int]:
+    """Split lengths sorted in decreasing order into runs whose shortest is >= (1 - tolerance) x longest."""
+    bounds, longest = [0], lengths[0] if lengths else 0
+    for i, length in enumerate(lengths):
+        if length < (1 - tolerance) * longest:
+            bounds.append(i)
+            longest = length
+    return bounds + [len(lengths)]
 
-def make_groups(group_of_row: Tensor, num_groups: int | None = None) -> TokenGroups:
+
+def make_groups(group_of_row: Tensor, num_groups: int | None = None,
+                tolerance: float = BUCKET_TOLERANCE) -> TokenGroups:
     """Plan for rows labelled with a group id.
 
-    Without ``num_groups`` the ids may be any integers; groups are numbered by increasing id and ids
-    without rows get no group. With ``num_groups`` group ``g`` is id ``g`` and an id without rows is a
-    group of padding only (fine for per-group products, not for softmax attention). Rows keep their
-    relative order inside a group, so a row placed first in the input (a CLS token) is slot 0.
+    Without ``num_groups`` the ids may be any integers (groups are the distinct ids); with it, ids are
+    ``0 .. num_groups-1`` and the buckets' ``groups`` refer to them. Groups without rows are left out.
+    Rows keep their relative order inside a group, so a row placed first in the input (a CLS token)
+    is slot 0. Groups are sorted by decreasing length into buckets padded by at most ``tolerance``.
     """
     num_rows = group_of_row.numel()
     device = group_of_row.device
     if num_groups is None:
         ids, group = torch.unique(group_of_row, return_inverse=True)
-        num_groups = ids.numel()
     else:
-        group = group_of_row
-    counts = torch.bincount(group, minlength=num_groups)
-    length = int(counts.max()) if num_rows else 0
+        ids, group = torch.arange(num_groups, device=device), group_of_row
+    counts = torch.bincount(group, minlength=ids.numel())
+    lengths, by_length = torch.sort(counts, descending=True, stable=True)
+    nonempty = int((lengths > 0).sum())
+    lengths, by_length = lengths[:nonempty].tolist(), by_length[:nonempty]
+    bounds = _bucket_bounds(lengths, tolerance)
+    # first slot of every group: groups laid out bucket after bucket, each padded to its bucket's length
+    padded = torch.repeat_interleave(
+        torch.tensor([lengths[lo] for lo in bounds[:-1]], dtype=torch.long, device=device),
+        torch.tensor([hi - lo for lo, hi in zip(bounds, bounds[1:])], dtype=torch.long, device=device))
+    base = torch.zeros_like(counts)
+    base[by_length] = padded.cumsum(0) - padded
     order = torch.argsort(group, stable=True)
-    starts = counts.cumsum(0) - counts
     rank = torch.empty_like(order)
     rank[order] = torch.arange(num_rows, device=device)
-    slot = group * length + rank - starts[group]
+    slot = base[group] + rank - (counts.cumsum(0) - counts)[group]
+    total = int(padded.sum())
     rows = torch.arange(num_rows, device=device)
-    if num_rows == num_groups * length and bool((slot == rows).all()):
-        return TokenGroups(num_groups, length, None, None, None)
-    index = torch.zeros(num_groups * length, dtype=torch.long, device=device)
+    if len(bounds) == 2 and total == num_rows and bool((slot == rows).all()):
+        return TokenGroups((GroupBucket(ids[by_length], lengths[0] if lengths else 0, None, None),), None)
+    index = torch.zeros(total, dtype=torch.long, device=device)
     index[slot] = rows
-    valid = torch.zeros(num_groups * length, dtype=torch.bool, device=device)
+    valid = torch.zeros(total, dtype=torch.bool, device=device)
     valid[slot] = True
-    mask = None if num_rows == num_groups * length else valid.view(num_groups, 1, 1, length)
-    return TokenGroups(num_groups, length, index.view(num_groups, length), slot, mask)
+    buckets, offset = [], 0
+    for lo, hi in zip(bounds, bounds[1:]):
+        count, length = hi - lo, lengths[lo]
+        part = slice(offset, offset + count * length)
+        mask = valid[part].view(count, 1, 1, length)
+        buckets.append(GroupBucket(ids[by_length[lo:hi]], length, index[part].view(count, length),
+                                   None if bool(mask.all()) else mask))
+        offset += count * length
+    return TokenGroups(tuple(buckets), slot)
 
 
 def kept_index(keep: Tensor) -> Tensor:
