@@ -40,20 +40,28 @@ def interpreter_maps(scores: Sequence[Tensor], grid: tuple[int, int]) -> dict[st
     return maps
 
 
+def _softmax_weights(module: Attention, qkv: Tensor) -> Tensor:
+    """(G, L, 3D) projected groups -> (G, L, L) softmax(q kᵀ / √d), averaged over heads."""
+    q, k, _ = rearrange(qkv, "g l (three h d) -> three g h l d", three=3, h=module.num_heads).unbind(0)
+    return ((q * module.scale) @ k.transpose(-2, -1)).softmax(-1).mean(1)
+
+
 def _head_averaged_attention(module: Attention, args: tuple, kwargs: dict) -> Tensor:
-    """Recompute a module's softmax(q kᵀ / √d) from its forward inputs -> (G, L, L), heads averaged."""
+    """Recompute a module's attention from its forward inputs -> (G, L, L), groups in id order."""
     x = args[0]
     groups = args[1] if len(args) > 1 else kwargs.get("groups")
     key_mask = args[2] if len(args) > 2 else kwargs.get("key_mask")
-    if (groups is not None and groups.mask is not None) or key_mask is not None:
+    dense = key_mask is None and (groups is None or all(b.mask is None for b in groups.buckets))
+    if not dense:
         raise ValueError("attention baselines need the dense model (every token present, no padding)")
     qkv = module.qkv(x)
-    if groups is not None:
-        qkv = groups.gather(qkv)
-    elif qkv.dim() == 2:
-        qkv = qkv[None]
-    q, k, _ = rearrange(qkv, "g l (three h d) -> three g h l d", three=3, h=module.num_heads).unbind(0)
-    return ((q * module.scale) @ k.transpose(-2, -1)).softmax(-1).mean(1)
+    if groups is None:
+        return _softmax_weights(module, qkv if qkv.dim() == 3 else qkv[None])
+    parts = [_softmax_weights(module, part) for part in groups.gather(qkv)]
+    full = parts[0].new_empty(sum(p.shape[0] for p in parts), *parts[0].shape[1:])
+    for bucket, part in zip(groups.buckets, parts):
+        full[bucket.groups] = part
+    return full
 
 
 @contextmanager
