@@ -216,11 +216,15 @@ def parse_override(text: str) -> dict[str, Any]:
     return nested
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
+def config_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then a nested mapping (a saved ``Config.to_dict()``, e.g. a checkpoint's), then overrides."""
     cfg = Config()
-    if path:
-        _merge(cfg, _read_yaml(Path(path)), "")
+    _merge(cfg, data, "")
     for text in overrides:
         _merge(cfg, parse_override(text), "")
     return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
+    return config_from_dict(_read_yaml(Path(path)) if path else {}, overrides)

@@ -166,8 +166,7 @@ def shape_of(model: torch.nn.Module) -> VitShape:
     """Read a TimeSformer's (or timm ViT's) dimensions off the module."""
     block = model.blocks[0]
     patch = model.patch_embed.proj.kernel_size[0]
-    grid = getattr(model, "grid_size", None)  # TimeSformer: an int; timm ViT: on patch_embed instead
-    num_patches = grid * grid if isinstance(grid, int) else model.patch_embed.num_patches
+    num_patches = model.pos_embed.shape[1] - 1  # pos_embed holds CLS + one entry per patch
     return VitShape(embed_dim=model.embed_dim, depth=len(model.blocks), num_heads=block.attn.num_heads,
                     mlp_ratio=block.mlp.fc1.out_features / model.embed_dim, patch_size=patch,
                     in_chans=model.patch_embed.proj.in_channels, num_classes=model.num_classes,
