@@ -190,17 +190,12 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_predict)
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from video_iared.demo import main as demo_main
-
-    return demo_main(args.demo_args)
-
-
 def _register_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", add_help=False,
-                       help="the whole pipeline on a generated synthetic dataset (video-iared demo --help)")
-    p.add_argument("demo_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_cmd_demo)
+    from video_iared import demo
+
+    p = sub.add_parser("demo", help="the whole pipeline on a generated synthetic dataset, with a report")
+    demo.add_arguments(p)
+    p.set_defaults(func=demo.run)
 
 
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from video_iared.config import Config, config_from_dict, load_config
 from video_iared.data.kinetics import load_dataset_info
 from video_iared.data.sampling import clip_indices
-from video_iared.data.transforms import crop_clip, normalize_on_device, test_crop_boxes
+from video_iared.data.transforms import crop_clip, multi_view_crop_boxes, normalize_on_device
 from video_iared.data.video import read_clip
 from video_iared.engine.datasets import InputSpec, input_spec
 from video_iared.flops import model_macs, shape_of
@@ -138,7 +138,7 @@ def read_video(path: str | Path, spec: InputSpec, *, test_scale: int | None = No
         frames, num_frames=spec.num_frames, sampling_rate=spec.sampling_rate, position=0.5, video_fps=fps))
     height, width = decoded.frames.shape[1:3]
     scale = test_scale or round(spec.crop_size * 256 / 224)
-    box = test_crop_boxes(height, width, crop_size=spec.crop_size, num_crops=1, short_side=scale)[0]
+    box = multi_view_crop_boxes(height, width, crop_size=spec.crop_size, num_crops=1, short_side=scale)[0]
     return crop_clip(decoded.frames, box, size=spec.crop_size)
 
 

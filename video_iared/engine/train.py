@@ -14,6 +14,7 @@ consumes the same items with the same augmentation and the same drop-path / toke
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from video_iared.config import Config, ConfigError
+from video_iared.data.files import atomic_write_text
 from video_iared.data.transforms import normalize_on_device
 from video_iared.flops import shape_of
 from video_iared.models.build import build_model
@@ -299,8 +301,11 @@ class _Trainer:
         if not metrics:  # resumed after the last epoch's checkpoint: report the final model
             metrics = self.validate()
         self.logger.close()
-        return {"stage": self.stage, "epochs": cfg.optim.epochs, "global_step": self.global_step,
-                "checkpoint": str(ckpt.checkpoint_path(self.out)), **metrics}
+        result = {"stage": self.stage, "epochs": cfg.optim.epochs, "global_step": self.global_step,
+                  "checkpoint": str(ckpt.checkpoint_path(self.out)), **metrics}
+        if self.env.is_main:  # marks the stage finished (the demo and scripts look for it)
+            atomic_write_text(self.out / "final_metrics.json", json.dumps(result, indent=1) + "\n")
+        return result
 
 
 def train(cfg: Config) -> dict[str, Any]:

@@ -1,0 +1,130 @@
+"""``video-iared demo``: the whole pipeline on a generated synthetic dataset, with a report.
+
+Each stage runs the same command a user would type (printed before it runs), so the demo doubles as
+a worked example: generate the Kinetics-layout synthetic set, check it, train the tiny TimeSformer,
+train the interpreters (REINFORCE, curriculum), fine-tune, evaluate, sweep against the baselines,
+score the heatmaps against the masks, render a few clips, and write ``REPORT.md`` with every stage's
+time. A finished stage (its output file exists) is skipped on a rerun, so an interrupted demo resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "configs" / "tiny"
+
+
+@dataclass
+class Stage:
+    name: str
+    argv: list[str]
+    done_when: Path  # the stage is skipped when this file exists
+    seconds: float = field(default=0.0)
+    skipped: bool = False
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "video_iared.cli", *args]
+
+
+def build_stages(out: Path, num_train: int, num_val: int) -> list[Stage]:
+    """The demo's stages, in order; every path lives under ``out``."""
+    data, runs = out / "data", out / "runs"
+    ckpt = {s: runs / s / "checkpoint.pth" for s in ("backbone", "interpreters", "finetune")}
+    common = [f"data.root={data}"]
+    stages = [
+        Stage("generate synthetic dataset",
+              [sys.executable, str(REPO / "data_prep" / "make_synthetic.py"), str(data),
+               "--num-train", str(num_train), "--num-val", str(num_val), "--num-test", str(num_val)],
+              data / "classes.json"),
+        Stage("check videos",
+              [sys.executable, str(REPO / "data_prep" / "check_videos.py"), str(data / "val.csv"),
+               "--write-clean", str(out / "checked_val.csv")],
+              out / "checked_val.csv"),
+        Stage("train backbone",
+              _cli("train", "--config", str(TINY / "backbone.yaml"), *common,
+                   f"run.output_dir={runs / 'backbone'}"),
+              runs / "backbone" / "final_metrics.json"),
+        Stage("train interpreters",
+              _cli("train", "--config", str(TINY / "interpreters.yaml"), *common,
+                   f"model.weights={ckpt['backbone']}", f"run.output_dir={runs / 'interpreters'}"),
+              runs / "interpreters" / "final_metrics.json"),
+        Stage("fine-tune",
+              _cli("train", "--config", str(TINY / "finetune.yaml"), *common,
+                   f"model.weights={ckpt['interpreters']}", f"run.output_dir={runs / 'finetune'}"),
+              runs / "finetune" / "final_metrics.json"),
+        Stage("evaluate dense",
+              _cli("evaluate", "--config", str(TINY / "backbone.yaml"), "--checkpoint", str(ckpt["backbone"]),
+                   *common, f"run.output_dir={out / 'eval_dense'}"),
+              out / "eval_dense" / "metrics.json"),
+        Stage("evaluate IA-RED2",
+              _cli("evaluate", "--config", str(TINY / "finetune.yaml"), "--checkpoint", str(ckpt["finetune"]),
+                   *common, f"run.output_dir={out / 'eval_iared'}"),
+              out / "eval_iared" / "metrics.json"),
+        Stage("sweep (IA-RED2 vs baselines)",
+              _cli("sweep", "--config", str(TINY / "finetune.yaml"), "--checkpoint", str(ckpt["finetune"]),
+                   *common, f"run.output_dir={out / 'sweep'}"),
+              out / "sweep" / "sweep.json"),
+        Stage("interpretability vs masks",
+              _cli("interpret", "--config", str(TINY / "finetune.yaml"), "--checkpoint", str(ckpt["finetune"]),
+                   "--eval-masks", "--out", str(out / "interpret"), *common),
+              out / "interpret" / "interpretability.json"),
+    ]
+    return stages
+
+
+def run_stage(stage: Stage, log_dir: Path) -> None:
+    """Run one stage, streaming its output to the terminal and to ``log_dir/<name>.log``."""
+    if stage.done_when.exists():
+        stage.skipped = True
+        print(f"==> {stage.name}: done already ({stage.done_when}), skipped", flush=True)
+        return
+    print(f"==> {stage.name}\n    $ {' '.join(stage.argv)}", flush=True)
+    log = log_dir / (stage.name.split(" (")[0].replace(" ", "_") + ".log")
+    start = time.perf_counter()
+    with log.open("w") as sink:
+        proc = subprocess.Popen(stage.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                cwd=REPO)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sink.write(line)
+        code = proc.wait()
+    stage.seconds = time.perf_counter() - start
+    if code != 0:
+        raise SystemExit(f"demo stage '{stage.name}' failed (exit {code}); its log: {log}. "
+                         f"Fix the cause and rerun `make demo`: finished stages are skipped.")
+    print(f"    {stage.name}: {stage.seconds:.0f} s", flush=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    parser.add_argument("--num-train", type=int, default=2400, help="synthetic training videos")
+    parser.add_argument("--num-val", type=int, default=480, help="synthetic validation (and test) videos")
+    parser.add_argument("--fresh", action="store_true", help="delete --out first")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run every stage (skipping finished ones), then write REPORT.md."""
+    out = Path(args.out).resolve()
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    stages = build_stages(out, args.num_train, args.num_val)
+    total = time.perf_counter()
+    for stage in stages:
+        run_stage(stage, out / "logs")
+    from video_iared.report import write_report
+
+    report = write_report(out, [(s.name, s.seconds, s.skipped) for s in stages],
+                          time.perf_counter() - total)
+    print(f"\nreport: {report}")
+    (out / "stage_times.json").write_text(json.dumps({s.name: s.seconds for s in stages}, indent=1))
+    return 0
