@@ -19,6 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny"
+RENDERED_CLIPS = 4
 
 
 @dataclass
@@ -42,7 +43,7 @@ def build_stages(out: Path, num_train: int, num_val: int) -> list[Stage]:
     stages = [
         Stage("generate synthetic dataset",
               [sys.executable, str(REPO / "data_prep" / "make_synthetic.py"), str(data),
-               "--num-train", str(num_train), "--num-val", str(num_val), "--num-test", str(num_val)],
+               "--num-train", str(num_train), "--num-val", str(num_val)],
               data / "classes.json"),
         Stage("check videos",
               [sys.executable, str(REPO / "data_prep" / "check_videos.py"), str(data / "val.csv"),
@@ -77,6 +78,17 @@ def build_stages(out: Path, num_train: int, num_val: int) -> list[Stage]:
                    "--eval-masks", "--out", str(out / "interpret"), *common),
               out / "interpret" / "interpretability.json"),
     ]
+    for index in range(RENDERED_CLIPS):  # the first val videos: one of each class (labels cycle)
+        video = data / "videos" / "val" / f"{index:05d}.mp4"
+        stages.append(Stage(f"render heatmaps of val video {index}",
+                            _cli("interpret", "--checkpoint", str(ckpt["finetune"]), "--video", str(video),
+                                 "--format", "gif", "--out", str(out / "renders" / f"val_{index:05d}")),
+                            out / "renders" / f"val_{index:05d}" / "heatmaps.png"))
+    stages.append(Stage("predict one video",
+                        _cli("predict", str(data / "videos" / "val" / "00001.mp4"), "--checkpoint",
+                             str(ckpt["finetune"]), "--classes", str(data / "classes.json"),
+                             "--features", str(out / "features_val_00001.npy")),
+                        out / "features_val_00001.npy"))
     return stages
 
 
@@ -107,7 +119,7 @@ def run_stage(stage: Stage, log_dir: Path) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     parser.add_argument("--num-train", type=int, default=2400, help="synthetic training videos")
-    parser.add_argument("--num-val", type=int, default=480, help="synthetic validation (and test) videos")
+    parser.add_argument("--num-val", type=int, default=480, help="synthetic validation videos (the test list is the val list, as on Kinetics)")
     parser.add_argument("--fresh", action="store_true", help="delete --out first")
 
 

@@ -30,13 +30,13 @@ CLASSES = ("still", "moving slowly", "moving fast", "changing size")
 ORDERED_CLASSES = ("moving right", "moving left", "moving down", "moving up", "growing", "shrinking")
 FLIP_SENSITIVE_CLASSES = frozenset({"moving right", "moving left"})
 # share of the free span (frame side minus actor diameter) travelled over the whole video
-TRAVEL = {"still": 0.0, "moving slowly": 0.25, "moving fast": 1.0}
+TRAVEL = {"still": 0.0, "moving slowly": 0.35, "moving fast": 1.0}
 SHAPES = ("disc", "square", "diamond", "triangle", "cross", "ring")
 
 _SPLIT_SEED = {"train": 0, "val": 1, "test": 2}
 # actor/distractor radius as a fraction of the frame side: the same range in every class, so a single
 # frame's actor size says nothing about the class; growing/shrinking sweep the whole range
-RADIUS = (0.12, 0.28)
+RADIUS = (0.1, 0.2)
 
 
 def video_label(index: int, num_classes: int = len(CLASSES)) -> int:
