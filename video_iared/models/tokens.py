@@ -213,9 +213,14 @@ class TokenLayout:
         return make_groups(torch.cat([cls, self.sample * self.frames + self.frame]))
 
     @cached_property
+    def sample_with_cls(self) -> Tensor:
+        """(B + M,) sample of every row of ``[B CLS rows, M patches]`` (the rows of ``sample_groups``)."""
+        return torch.cat([torch.arange(self.batch, device=self.device), self.sample])
+
+    @cached_property
     def sample_groups(self) -> TokenGroups:
         """Rows ``[B CLS rows, M patches]`` grouped by sample, CLS in slot 0 (joint attention)."""
-        return make_groups(torch.cat([torch.arange(self.batch, device=self.device), self.sample]))
+        return make_groups(self.sample_with_cls)
 
 
 @dataclass
