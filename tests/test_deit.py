@@ -2,7 +2,6 @@
 import pytest
 import timm
 import torch
-from einops import rearrange
 from timesformer_reference import randomize
 
 import video_iared  # noqa: F401  registers the variants in timm

@@ -81,7 +81,8 @@ class Traced(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         final = []
-        hook = self.model.backbone.blocks[-1].register_forward_hook(lambda m, i, out: final.append(out.patches))
+        last = self.model.backbone.blocks[-1]
+        hook = last.register_forward_hook(lambda module, args, out: final.append(out.patches))
         try:
             out = self.model(x, keep=self.keep)
         finally:
@@ -174,4 +175,5 @@ def test_cost_report_of_iared_model():
     assert "before blocks [1, 2, 3], 4 heads, cumulative keep 0.500, 0.250, 0.125" in report
     ratio = float(report.split("ratio ")[1].split(")")[0])
     assert 0.3 < ratio < 0.6
-    assert "image, 1 frames, 196 patches/frame" in model_cost_report(timm.create_model("packed_deit_small_patch16_224"))
+    deit = timm.create_model("packed_deit_small_patch16_224")
+    assert "image, 1 frames, 196 patches/frame" in model_cost_report(deit)

@@ -138,7 +138,8 @@ def hide_keys(groups: TokenGroups, visible: Tensor) -> TokenGroups:
         count, length = bucket.groups.numel(), bucket.length
         rows = (torch.arange(offset, offset + count * length, device=visible.device).view(count, length)
                 if bucket.index is None else bucket.index)
-        real = torch.ones_like(rows, dtype=torch.bool) if bucket.mask is None else bucket.mask.view(count, length)
+        real = (torch.ones_like(rows, dtype=torch.bool) if bucket.mask is None
+                else bucket.mask.view(count, length))
         keys = visible[rows] & real                                         # padding is never a key
         keys = torch.where(keys.any(1, keepdim=True), keys, real)
         buckets.append(GroupBucket(bucket.groups, length, bucket.index, keys.view(count, 1, 1, length)))
@@ -223,8 +224,9 @@ class TokenLayout:
         return layout, rows
 
     def hide(self, keep: Tensor) -> TokenLayout:
-        """Masking instead of removal: tokens whose ``keep`` (B, N*T) entry is ``False`` stay rows but are
-        hidden from attention as keys (the naive alternative: same results for the kept tokens, dense cost)."""
+        """Masking instead of removal: tokens whose ``keep`` (B, N*T) entry is ``False`` stay rows but
+        are hidden from attention as keys (the naive alternative: same results for the kept tokens,
+        dense cost)."""
         visible = keep.flatten().index_select(0, self.flat)
         if self.visible is not None:
             visible = visible & self.visible
