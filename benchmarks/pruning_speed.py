@@ -8,8 +8,8 @@ keep 1.0 keeps every token) from the first block on. Per keep ratio: the analyti
 dropped (``flops.model_macs``, fvcore convention), the measured speed-up of removal and its quotient
 by the GFLOPs ratio (goal >= 0.9), and the speed-up of masking (dropped tokens kept in the sequence
 but hidden from attention: the naive approach, no fewer MACs). Times are the best of ``--repeats``
-interleaved runs, by process CPU time on a CPU (robust to other jobs on a shared machine) and by
-wall clock on a GPU.
+interleaved runs, by process CPU time on a CPU (one thread by default: robust to other jobs on a
+shared machine) and by wall clock on a GPU.
 """
 from __future__ import annotations
 
@@ -82,7 +82,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads; 0: torch's default (on a busy machine a multi-threaded op waits "
+                             "for descheduled threads, which swamps the small ops of the dropped model)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
