@@ -5,7 +5,8 @@ import torch
 from timesformer_reference import randomize
 
 import video_iared  # noqa: F401  registers the variants in timm
-from video_iared.models import DeiT, IARed, capture_cls_attention, get_model_info, load_weights
+from video_iared.models import (DeiT, IARed, capture_cls_attention, get_model_info, load_weights,
+                                model_defaults)
 
 B, GRID = 3, 4
 N = GRID * GRID
@@ -50,7 +51,7 @@ def test_state_dict_is_timms_and_registered_variants():
     assert model.state_dict().keys() == timm_model.state_dict().keys()
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(22.05e6, rel=1e-3)
     assert model.blocks[0].attn.qkv.weight.std().item() == pytest.approx(0.02, rel=0.1)   # timm's init
-    assert timm.create_model("packed_deit_base_patch16_224").embed_dim == 768
+    assert model_defaults("packed_deit_base_patch16_224")["embed_dim"] == 768
     assert get_model_info("packed_deit_small_patch16_224").mean == (0.485, 0.456, 0.406)
     report = load_weights(model, timm_model.state_dict())
     assert not report.missing and not report.unexpected and not report.inflated

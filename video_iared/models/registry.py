@@ -78,8 +78,8 @@ _TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
 def _create(name: str, pretrained: bool, kwargs: dict[str, Any]) -> nn.Module:
     if pretrained:
-        raise ValueError(f"{name}: no weights are downloaded; build it, then "
-                         "video_iared.models.load_weights(model, 'TimeSformer_divST_8x32_224_K400.pyth')")
+        raise ValueError(f"{name}: no weights are downloaded; build it, then video_iared.models.load_weights("
+                         "model, path) with an official .pyth, a timm/DeiT ImageNet file or our checkpoint")
     for key in _TIMM_ONLY:
         kwargs.pop(key, None)
     return _VARIANTS[name][1](**{**model_defaults(name), **kwargs})
