@@ -35,7 +35,177 @@ def _register_flops(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_flops)
 
 
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_register_flops]
+def _cmd_train(args: argparse.Namespace) -> int:
+    from video_iared.engine.train import train
+
+    overrides = list(args.overrides)
+    if args.resume:
+        overrides.append(f"run.resume={args.resume}")
+    result = train(load_config(args.config, overrides))
+    print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+    return 0
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one IA-RED2 stage (iared.stage: backbone | interpreters | "
+                       "finetune) on one process, torchrun or SLURM; resumes from run.output_dir")
+    _add_config_args(p)
+    p.add_argument("--resume", metavar="CKPT",
+                   help="continue from this checkpoint (default: run.output_dir's own, when present)")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from video_iared.engine.evaluate import evaluate
+
+    evaluate(load_config(args.config, args.overrides), args.checkpoint, warmup=args.warmup)
+    return 0
+
+
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="clip and multi-view video top-1/5, GFLOPs per view, kept share, "
+                       "throughput on data.test_list; writes metrics.json and predictions.csv to run.output_dir")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="weights to evaluate (this project's or official)")
+    p.add_argument("--warmup", type=int, default=2, help="batches left out of the throughput timing")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _numbers(kind: type) -> Callable[[str], list]:
+    """argparse type for a comma-separated list (``0.7,0.5``); ``nargs`` would swallow overrides."""
+    return lambda text: [kind(item) for item in text.split(",") if item]
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from video_iared.sweep import sweep
+
+    sweep(load_config(args.config, args.overrides), args.checkpoint, thresholds=args.thresholds,
+          keep_ratios=args.keep_ratios, tome_r=args.tome_r, warmup=args.warmup)
+    return 0
+
+
+def _register_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="accuracy vs GFLOPs of IA-RED2 (thresholds, budgets), random drop, "
+                       "CLS-attention top-k, ToMe and dense; writes sweep.json and sweep.png to run.output_dir")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="weights to evaluate")
+    p.add_argument("--thresholds", type=_numbers(float), default=[0.3, 0.5, 0.7, 0.8, 0.9],
+                   help="IA-RED2 threshold decisions, comma-separated (default 0.3,0.5,0.7,0.8,0.9)")
+    p.add_argument("--keep-ratios", type=_numbers(float), default=[0.9, 0.8, 0.7, 0.6, 0.5],
+                   help="per-group keep ratios rho, comma-separated: budgets [rho, rho^2, ...] for IA-RED2, "
+                   "random and top-k (default 0.9,0.8,0.7,0.6,0.5)")
+    p.add_argument("--tome-r", type=_numbers(int), default=[1, 2, 3],
+                   help="ToMe locations merged per block, comma-separated (default 1,2,3)")
+    p.add_argument("--warmup", type=int, default=1, help="batches left out of the throughput timing")
+    p.set_defaults(func=_cmd_sweep)
+
+
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    """Errors a user fixes by pointing at another file or value: reported in one line, exit status 1
+    (a ``ConfigError`` is re-raised for ``main`` to report)."""
+    from video_iared.data.video import VideoDecodeError
+    from video_iared.models.weights import WeightsError
+
+    return VideoDecodeError, WeightsError, FileNotFoundError, ValueError
+
+
+def _cmd_interpret(args: argparse.Namespace) -> int:
+    from video_iared.interpret import run
+    from video_iared.predict import load_model, read_class_names
+
+    try:
+        loaded = load_model(args.checkpoint, config=args.config, overrides=args.overrides)
+        if args.video:
+            names = read_class_names(args.classes, loaded.cfg, loaded.model_num_classes)
+            paths = run.explain_video(loaded, args.video, args.out or "interpret_output", class_names=names,
+                                      fmt=args.format, block=args.block)
+            print("\n".join(f"{kind:<9s} {path}" for kind, path in paths.items()))
+            return 0
+        batches = run.mask_batches(loaded, max_items=args.max_items, batch_size=args.batch_size,
+                                   imagenet_seg=args.imagenet_seg)
+        results = run.evaluate_masks(loaded, batches, block=args.block)
+        json_path, table_path = run.write_results(results, args.out or loaded.cfg.run.output_dir)
+        print(run.format_table(results))
+        print(f"written: {json_path}, {table_path}")
+        return 0
+    except ConfigError:
+        raise
+    except _input_errors() as err:
+        print(f"video-iared interpret: {err}", file=sys.stderr)
+        return 1
+
+
+def _register_interpret(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("interpret", help="heatmaps of the interpreters, raw attention and rollout: renders "
+                       "for one video (--video) or segmentation scores against mask sidecars (--eval-masks)")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="this project's checkpoint, or an official .pyth")
+    job = p.add_mutually_exclusive_group(required=True)
+    job.add_argument("--video", help="render this video: heatmaps.mp4|gif, heatmaps.png, heatmaps.json")
+    job.add_argument("--eval-masks", action="store_true",
+                     help="score every method on the val list's x.masks.npz sidecars (Chefer et al. "
+                          "protocol): interpretability.json and interpretability.md")
+    job.add_argument("--imagenet-seg", metavar="GTSEGS_MAT",
+                     help="the same scores on ImageNet-Segmentation (gtsegs_ijcv.mat) for image models")
+    p.add_argument("--out", help="output folder (default: interpret_output, or run.output_dir for scores)")
+    p.add_argument("--format", choices=["mp4", "gif"], default="mp4", help="overlay animation format")
+    p.add_argument("--classes", help="class names: JSON list, {'classes': [...]} or {name: id}")
+    p.add_argument("--block", type=int, default=-1, help="block whose CLS attention is the raw-attention map")
+    p.add_argument("--max-items", type=int, help="score only the first N videos (or images)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(func=_cmd_interpret)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from video_iared.predict import (format_prediction, load_model, predict_clip, read_class_names,
+                                     read_video, save_features)
+
+    try:
+        loaded = load_model(args.checkpoint, config=args.config, overrides=args.overrides)
+        names = read_class_names(args.classes, loaded.cfg, loaded.model_num_classes)
+        prediction = predict_clip(loaded, read_video(args.video, loaded.spec))
+    except ConfigError:
+        raise
+    except _input_errors() as err:
+        print(f"video-iared predict: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.video}: {loaded.cfg.model.name}, {loaded.spec.num_frames} frames at {loaded.spec.crop_size}px "
+          f"(centre view)")
+    print(format_prediction(prediction, names))
+    if args.features:
+        print(f"features {tuple(prediction.features.shape)} -> {save_features(prediction, args.features)}")
+    return 0
+
+
+def _register_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="classify one video: top-5 classes, GFLOPs spent, kept share; "
+                       "--features saves its CLS features (official TimeSformer checkpoints too)")
+    p.add_argument("video", help="the video file (anything FFmpeg reads)")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="this project's checkpoint, or an official .pyth")
+    p.add_argument("--classes", help="class names: JSON list, {'classes': [...]} or {name: id}")
+    p.add_argument("--features", metavar="OUT.npy", help="save the normed CLS features (D,) as float32")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from video_iared.demo import main as demo_main
+
+    return demo_main(args.demo_args)
+
+
+def _register_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", add_help=False,
+                       help="the whole pipeline on a generated synthetic dataset (video-iared demo --help)")
+    p.add_argument("demo_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_demo)
+
+
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _register_flops, _register_train, _register_evaluate, _register_sweep, _register_interpret,
+    _register_predict, _register_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # argparse gives all positionals of a command one slot, so ``predict x.mp4 --checkpoint C a=b``
+    # would reject ``a=b`` after the option: key=value words left over are the command's overrides
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(word.startswith("-") or "=" not in word for word in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     try:
         return args.func(args)
     except ConfigError as err:

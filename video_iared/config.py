@@ -53,7 +53,7 @@ class DataConfig:
     num_frames: Optional[int] = None  # None: the model's metadata
     sampling_rate: Optional[int] = None  # None: the model's metadata
     crop_size: Optional[int] = None  # None: the model's metadata
-    train_jitter_scales: list[int] = field(default_factory=lambda: [256, 320])
+    train_jitter_scales: list[int] = field(default_factory=list)  # [min, max] short side; empty: the model's
     test_scale: Optional[int] = None  # short side before the centre crop; None: crop * 256 / 224
     num_ensemble_views: int = 1
     num_spatial_crops: int = 3
@@ -107,6 +107,7 @@ class RunConfig:
     amp: Literal["none", "bf16", "fp16"] = "none"
     log_every: int = 10
     ckpt_every_steps: int = 0  # 0: epoch ends only
+    resume: str = "auto"  # auto: continue from output_dir's checkpoint when there is one; or a checkpoint path
     eval_every_epochs: int = 1
 
 
@@ -215,11 +216,15 @@ def parse_override(text: str) -> dict[str, Any]:
     return nested
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
+def config_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then a nested mapping (a saved ``Config.to_dict()``, e.g. a checkpoint's), then overrides."""
     cfg = Config()
-    if path:
-        _merge(cfg, _read_yaml(Path(path)), "")
+    _merge(cfg, data, "")
     for text in overrides:
         _merge(cfg, parse_override(text), "")
     return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
+    return config_from_dict(_read_yaml(Path(path)) if path else {}, overrides)

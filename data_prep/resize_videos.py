@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""Re-encode every video below SRC_DIR to an h264 mp4 with a short side of 320 (--short-side) under
+DST_DIR, keeping the folder layout (x.webm -> x.mp4). Mask sidecars (x.masks.npz) are resized along.
+
+    python data_prep/resize_videos.py k400/raw k400/videos_320 --gop 16 --workers 32
+    python data_prep/resize_videos.py k400/raw k400/videos_320 --gop 16 --slurm --shards 64 \\
+        --cpus-per-task 8 --partition cpu --time 240
+
+Resumable: a video is written to a temporary name and renamed when complete, and finished videos are
+skipped, so a killed or requeued run picks up where it stopped. A short keyframe interval (--gop)
+makes the loader's random access cheaper (docs/data.md has the figures) for a slightly larger file.
+Unreadable sources are listed at the end (path<TAB>reason) and produce no output.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from functools import partial
+
+from video_iared.data.files import parallel_map
+from video_iared.data.prep import find_videos, try_resize_video
+from video_iared.launch.arrays import add_shard_arguments, available_cpus, run_shards
+from video_iared.launch.submit import shard_items
+
+
+@dataclass
+class ResizeSummary:
+    """What one shard did: videos written, already present, unreadable ``(path, reason)``."""
+
+    written: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def output_path(src_root: str, dst_root: str, relative: str) -> tuple[str, str]:
+    """(source, destination) of one video; the destination is always an ``.mp4``."""
+    return os.path.join(src_root, relative), os.path.join(dst_root, os.path.splitext(relative)[0] + ".mp4")
+
+
+def resize_shard(shard: int, num_shards: int, *, src_root: str, dst_root: str, short_side: int = 320,
+                 gop: int | None = None, crf: int = 23, workers: int | None = None) -> ResizeSummary:
+    """Resize the videos of one shard of ``src_root``'s sorted file list that ``dst_root`` lacks, in
+    ``workers`` processes (default: the cores this job may use)."""
+    relative = shard_items(find_videos(src_root), shard, num_shards)
+    jobs = [output_path(src_root, dst_root, rel) for rel in relative]
+    todo = [job for job in jobs if not os.path.exists(job[1])]
+    summary = ResizeSummary(skipped=len(jobs) - len(todo))
+    for folder in sorted({os.path.dirname(dst) for _, dst in todo}):
+        os.makedirs(folder, exist_ok=True)
+    resize = partial(try_resize_video, short_side=short_side, gop=gop, crf=crf)
+    for src, reason in parallel_map(resize, todo, workers=workers or available_cpus(),
+                                    desc=f"resize shard {shard}/{num_shards}"):
+        if reason is None:
+            summary.written += 1
+        else:
+            summary.failed.append((src, reason))
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("src_dir", help="folder tree of source videos")
+    parser.add_argument("dst_dir", help="output tree (created; may already hold finished videos)")
+    parser.add_argument("--short-side", type=int, default=320,
+                        help="output short side in pixels (default 320)")
+    parser.add_argument("--gop", type=int, default=None,
+                        help="keyframe interval in frames (default: x264's, 250); 16 is a good trade-off")
+    parser.add_argument("--crf", type=int, default=23, help="x264 quality, lower is better (default 23)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes per shard (default: the cores available to it)")
+    add_shard_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    src, dst = os.path.abspath(args.src_dir), os.path.abspath(args.dst_dir)
+    if not os.path.isdir(src):
+        raise SystemExit(f"{args.src_dir}: no such folder")
+    if os.path.commonpath([src, dst]) == src:
+        raise SystemExit(f"{args.dst_dir} is inside {args.src_dir}: its outputs would be resized again; "
+                         "choose a folder outside the source tree")
+    os.makedirs(dst, exist_ok=True)
+    shard = partial(resize_shard, src_root=src, dst_root=dst, short_side=args.short_side, gop=args.gop,
+                    crf=args.crf, workers=args.workers)
+    summaries = run_shards(shard, args, output_dir=dst, name="resize_videos")
+    failed = [item for s in summaries for item in s.failed]
+    for path, reason in failed:
+        print(f"{path}\t{reason}")
+    print(f"{sum(s.written for s in summaries)} written, {sum(s.skipped for s in summaries)} already done, "
+          f"{len(failed)} unreadable", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

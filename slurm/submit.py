@@ -1,0 +1,54 @@
+"""Submit the training engine, unchanged, to SLURM through submitit (see docs/slurm.md).
+
+    python slurm/submit.py --config configs/k400/timesformer_base_8x224.yaml \\
+        --nodes 2 --gpus-per-node 8 --cpus-per-task 10 --partition gpu --time 4320 \\
+        run.output_dir=runs/divst_k400 [key=value ...]
+
+One task per GPU (``--tasks-per-node`` on CPU); submitit's files and logs go to
+``<run.output_dir>/slurm/<job id>/``. ``--local`` runs the same job with submitit's local executor and
+waits for it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from video_iared.config import ConfigError, load_config
+from video_iared.launch.submit import LaunchError, add_cluster_arguments, cluster_options, job_folder, submit
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slurm/submit.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", help="experiment YAML (configs/...); defaults when omitted")
+    parser.add_argument("--job", choices=("train",), default="train", help="the engine entry to run")
+    add_cluster_arguments(parser)
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. run.output_dir=runs/x optim.lr=0.01")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_intermixed_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"slurm/submit.py: config error: {err}", file=sys.stderr)
+        return 2
+    from video_iared.engine.train import train
+
+    cfg.run.output_dir = str(Path(cfg.run.output_dir).resolve())  # jobs may start in another folder
+    try:
+        options = cluster_options(args, name=f"{args.job}-{Path(cfg.run.output_dir).name}")
+        job = submit(train, cfg, folder=job_folder(cfg.run.output_dir), options=options)
+    except LaunchError as err:
+        print(f"slurm/submit.py: {err}", file=sys.stderr)
+        return 2
+    print(f"submitted {args.job} job {job.job_id}: output {cfg.run.output_dir}, logs {job.paths.stdout}")
+    if args.local:
+        print(job.result())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

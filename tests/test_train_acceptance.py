@@ -1,0 +1,26 @@
+"""Issue 6's acceptance on the tiny synthetic config: the paper's three stages, trained once per session."""
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _figures(results: dict) -> str:
+    return "; ".join(f"{stage}: top1 {r['top1']:.1f} %, keep {r.get('keep', 1.0):.3f}, {r['gflops']:.4f} GFLOPs"
+                     for stage, r in results.items())
+
+
+def test_backbone_learns_the_synthetic_actions(tiny_pipeline):
+    assert tiny_pipeline["backbone"]["top1"] >= 90.0, _figures(tiny_pipeline)
+
+
+def test_interpreters_drop_tokens_at_little_cost(tiny_pipeline):
+    dense, pruned = tiny_pipeline["backbone"], tiny_pipeline["interpreters"]
+    assert pruned["keep"] <= 0.6, _figures(tiny_pipeline)
+    assert pruned["top1"] >= dense["top1"] - 3.0, _figures(tiny_pipeline)
+    assert pruned["gflops"] < dense["gflops"], _figures(tiny_pipeline)
+
+
+def test_finetune_recovers_dense_accuracy(tiny_pipeline):
+    dense, tuned = tiny_pipeline["backbone"], tiny_pipeline["finetune"]
+    assert tuned["top1"] >= dense["top1"] - 1.0, _figures(tiny_pipeline)
+    assert tuned["keep"] <= 0.6, _figures(tiny_pipeline)

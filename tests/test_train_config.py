@@ -1,0 +1,76 @@
+"""Bad configs fail before any work with a message naming the key; a NaN loss stops the run."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from video_iared.config import ConfigError, load_config
+from video_iared.engine import train as train_module
+from video_iared.engine.train import check_config, train
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["run.amp=fp16"], "fp16 needs CUDA"),
+    (["optim.accum_steps=0"], "must be >= 1"),
+    (["iared.curriculum_epochs=[0,1,2]"], "interpreters stage only"),
+    (["optim.ema_decay=1.0"], "ema_decay"),
+    (["model.name=timesformer_huge"], "unknown model"),
+    (["iared.stage=interpreters"], "needs interpreters: set model.interpreter_blocks"),
+    (["iared.stage=interpreters", "model.interpreter_blocks=[1,2]", "iared.curriculum_epochs=[0]"],
+     "one start epoch per group"),
+    (["model.interpreter_blocks=[2,1]"], "must be increasing"),
+    (["model.interpreter_blocks=[4]"], r"within \[0, 4\)"),
+])
+def test_engine_settings_are_checked(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        check_config(load_config(None, overrides), CPU)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["data.root="], "data.root is not set"),
+    (["data.train_jitter_scales=[40,32]"], r"\[min, max\]"),
+])
+def test_data_settings_are_checked(overrides, match, tmp_path):
+    base = [f"run.output_dir={tmp_path}", "model.num_classes=6", "data.root=/nonexistent"]
+    with pytest.raises(ConfigError, match=match):
+        train(load_config(None, base + overrides))
+
+
+def test_non_finite_loss_names_step_and_last_checkpoint(small_synthetic, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_loss = train_module.backbone_loss
+
+    def loss_goes_nan(*args, **kwargs):
+        calls["n"] += 1
+        loss, stats = real_loss(*args, **kwargs)
+        return (loss * float("nan") if calls["n"] == 3 else loss), stats
+
+    monkeypatch.setattr(train_module, "backbone_loss", loss_goes_nan)
+    cfg = load_config(None, [f"data.root={small_synthetic}", "data.batch_size=4", "data.num_workers=0",
+                             "model.num_classes=6", "run.ckpt_every_steps=2", f"run.output_dir={tmp_path}"])
+    with pytest.raises(FloatingPointError, match=r"loss is nan at optimiser step 3 .*checkpoint\.pth"):
+        train(cfg)
+
+
+def test_build_model_maps_the_config():
+    from video_iared.models.build import build_model
+    from video_iared.models.iared import IARed
+
+    dense = build_model(load_config(None, ["model.num_classes=6", "model.num_frames=4"]).model)
+    assert dense.num_frames == 4 and dense.head.out_features == 6 and dense.grid_size == 4
+    iared = build_model(load_config(None, ["model.num_classes=6", "model.interpreter_blocks=[1,3]",
+                                           "model.interpreter_heads=2"]).model)
+    assert isinstance(iared, IARed) and iared.group_starts == [1, 3] and len(iared.interpreters) == 2
+
+
+def test_input_spec_takes_the_model_metadata_then_data_overrides():
+    from video_iared.engine.datasets import input_spec
+
+    spec = input_spec(load_config())
+    assert (spec.num_frames, spec.sampling_rate, spec.crop_size, spec.train_jitter_scales) == (8, 4, 32, (32, 40))
+    spec = input_spec(load_config(None, ["model.name=timesformer_base_patch16_224", "model.num_frames=16",
+                                         "data.sampling_rate=8"]))
+    assert (spec.num_frames, spec.sampling_rate, spec.crop_size, spec.train_jitter_scales) == (16, 8, 224, (256, 320))
+    assert spec.mean == (0.45,) * 3 and spec.std == (0.225,) * 3

@@ -1,0 +1,264 @@
+"""Training-free token reduction on the same TimeSformer and harness as IA-RED², for the frontier.
+
+Three baselines, each a :data:`~video_iared.engine.evaluate.Predictor` (clip -> logits, MACs, kept
+share) so ``evaluate`` and ``sweep`` treat them exactly like the IA-RED² model:
+
+- **random**: before each group's first block, keep ``k`` present patch tokens drawn uniformly at random.
+- **CLS-attention top-k** (EViT, Liang et al. 2022): keep the ``k`` present tokens that the CLS token
+  attends to most — its spatial attention row in the group's first block, averaged over heads (a
+  token is seen only by its own frame's CLS copy, whose output is averaged over the T frames).
+  Computed like an interpreter with the block's frozen ``norm1`` and ``attn.qkv`` on the tokens
+  entering the block (before its temporal step, so the decision precedes the block): the CLS query
+  folded through the key weights, softmax over each frame's CLS copy and present tokens.
+- **ToMe** (Bolya et al., ICLR 2023), adapted to divided attention: see :func:`tome_forward`.
+
+Random and top-k share the IA-RED² model's ``budget`` decision (top ``k`` per sample) at the
+cumulative budgets of its groups, and its packed path: dropped tokens are physically
+removed by :meth:`~video_iared.models.tokens.TokenState.select`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, reduce, repeat
+from torch import Tensor
+
+from video_iared.engine.evaluate import Prediction, Predictor
+from video_iared.flops import VitShape, block_macs, mlp_macs, model_macs, shape_of
+from video_iared.models.interpreter import decide
+from video_iared.models.layers import Attention
+from video_iared.models.timesformer import Block, TimeSformer
+from video_iared.models.tokens import TokenState
+
+__all__ = ["budget_counts", "random_scores", "cls_attention_scores", "drop_forward",
+           "random_predictor", "topk_predictor", "bipartite_matching", "merge_tokens", "tome_forward",
+           "tome_macs", "tome_predictor", "tome_schedule"]
+
+Scorer = Callable[[Block, TokenState], Tensor]  # (block about to run, state) -> scores (B, N*T)
+
+
+# ---------------------------------------------------------------------------------------------
+# Keep decisions and scores
+
+
+def budget_counts(budget: Sequence[float], num_tokens: int) -> list[int]:
+    """Cumulative keep ratios per group -> tokens kept per sample, ``round(ratio * T * N)``.
+
+    Non-increasing ratios in (0, 1] are required (a token dropped by one group stays dropped).
+    """
+    if any(not 0.0 < r <= 1.0 for r in budget) or list(budget) != sorted(budget, reverse=True):
+        raise ValueError(f"budget {list(budget)} must be non-increasing keep ratios in (0, 1]")
+    return [max(1, round(r * num_tokens)) for r in budget]
+
+
+def random_scores(generator: torch.Generator) -> Scorer:
+    """Uniform scores: the top-k of them is a uniformly random subset of the present tokens."""
+
+    def score(block: Block, state: TokenState) -> Tensor:
+        layout = state.layout
+        return torch.rand(layout.batch, layout.tokens_per_sample, generator=generator).to(state.cls.device)
+
+    return score
+
+
+def cls_attention_scores(block: Block, state: TokenState) -> Tensor:
+    """(B, N*T) CLS attention of ``block``'s spatial attention on the present tokens (0 when absent).
+
+    Per head h: q = W_q,h LN(cls) + b_q,h, logit_j = scale · q·(W_k,h LN(x_j) + b_k,h), folded as
+    (W_k,hᵀ q)·LN(x_j) + q·b_k,h so each token costs heads × dim MACs; softmax over each frame's CLS
+    copy and present tokens (the spatial step's groups); mean over heads.
+    """
+    attn: Attention = block.attn
+    layout, heads = state.layout, block.attn.num_heads
+    dim = state.cls.shape[1]
+    w_q, w_k = attn.qkv.weight[:dim], attn.qkv.weight[dim:2 * dim]
+    b_q, b_k = (attn.qkv.bias[:dim], attn.qkv.bias[dim:2 * dim]) if attn.qkv.bias is not None else (0, 0)
+    q = rearrange(F.linear(block.norm1(state.cls), w_q) + b_q, "b (h c) -> b h c", h=heads) * attn.scale
+    folded = torch.einsum("bhc,hcd->bhd", q, rearrange(w_k, "(h c) d -> h c d", h=heads))  # (B, h, D)
+    bias = (q * rearrange(torch.as_tensor(b_k, dtype=q.dtype, device=q.device).expand(dim),
+                          "(h c) -> h c", h=heads)).sum(-1)  # (B, h)
+    cls_key = torch.einsum("bhd,bd->bh", folded, block.norm1(state.cls)) + bias
+    patch_logits = torch.einsum("mhd,md->mh", folded[layout.sample], block.norm1(state.patches)) + bias[layout.sample]
+    rows = torch.cat([repeat(cls_key, "b h -> (b t) h", t=layout.frames), patch_logits])  # frame_groups' row order
+    groups = layout.frame_groups
+    grouped = groups.gather(rows)  # (B*T, L, h)
+    if groups.mask is not None:
+        grouped = grouped.masked_fill(~groups.mask[:, 0, 0, :, None], float("-inf"))
+    weights = groups.scatter(grouped.softmax(1))[layout.batch * layout.frames:].mean(1)  # (M,)
+    scores = torch.zeros(layout.batch * layout.tokens_per_sample, dtype=weights.dtype, device=weights.device)
+    return scores.index_copy_(0, layout.flat, weights).view(layout.batch, layout.tokens_per_sample)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dropping on the packed path
+
+
+def drop_forward(model: TimeSformer, clip: Tensor, group_starts: Sequence[int], counts: Sequence[int],
+                 scorer: Scorer, scorer_heads: int) -> Prediction:
+    """Run ``model`` keeping ``counts[g]`` tokens per sample from block ``group_starts[g]`` on.
+
+    Tokens are chosen by ``scorer`` among the present ones and physically removed; MACs come from the
+    analytic counter, the scorer counted like an interpreter with ``scorer_heads`` heads (0 = free).
+    """
+    if len(group_starts) != len(counts) or not group_starts:
+        raise ValueError(f"{len(group_starts)} group starts for {len(counts)} budgets")
+    state, done, masks = model.embed(clip), 0, []
+    for start, k in zip(group_starts, counts):
+        state = model.forward_blocks(state, done, start)
+        present = state.layout.keep_mask()
+        if int(present.sum(1).min()) < k:
+            raise ValueError(f"cannot keep {k} tokens before block {start}: a sample has fewer left")
+        keep, _ = decide(scorer(model.blocks[start], state), present, "budget", budget=k)
+        state, done = state.select(keep), start
+        masks.append(rearrange(keep, "b (n t) -> b t n", t=state.layout.frames).cpu())
+    logits = model.head(model.pool(model.forward_blocks(state, done)))
+    shape = shape_of(model)
+    macs = model_macs(shape, group_starts=list(group_starts), group_keep=masks, interpreter_heads=scorer_heads)
+    keep_share = torch.stack([m.flatten(1).float().mean(1) for m in masks], 1)
+    return Prediction(logits, macs, keep_share)
+
+
+def random_predictor(model: TimeSformer, group_starts: Sequence[int], budget: Sequence[float],
+                     seed: int = 0) -> Predictor:
+    """Random dropping at a cumulative ``budget`` per group (a fixed seed: the same draws every run)."""
+    generator = torch.Generator().manual_seed(seed)
+    counts = budget_counts(budget, _tokens(model))
+    return lambda clip: drop_forward(model, clip, group_starts, counts, random_scores(generator), 0)
+
+
+def topk_predictor(model: TimeSformer, group_starts: Sequence[int], budget: Sequence[float]) -> Predictor:
+    """EViT-style CLS-attention top-k at a cumulative ``budget`` per group."""
+    counts = budget_counts(budget, _tokens(model))
+    heads = model.blocks[0].attn.num_heads
+    return lambda clip: drop_forward(model, clip, group_starts, counts, cls_attention_scores, heads)
+
+
+def _tokens(model: TimeSformer) -> int:
+    return model.num_frames * model.grid_size ** 2
+
+
+# ---------------------------------------------------------------------------------------------
+# ToMe adapted to divided space-time attention
+
+
+def bipartite_matching(metric: Tensor, r: int) -> Tensor:
+    """ToMe's bipartite soft matching: (B, N, C) metric -> (B, N) slot of every token among N - r.
+
+    Tokens alternate into sets A (even positions) and B (odd); each A token's most cosine-similar B
+    token is its match, and the ``r`` A tokens with the most similar matches merge into them. Survivors
+    keep their relative order; exactly ``r`` tokens disappear per sample.
+    """
+    batch, num, _ = metric.shape
+    if not 0 <= r <= num // 2:
+        raise ValueError(f"bipartite matching merges at most {num // 2} of {num} tokens, asked {r}")
+    metric = F.normalize(metric.float(), dim=-1)
+    similarity = metric[:, ::2] @ metric[:, 1::2].transpose(1, 2)  # (B, |A|, |B|)
+    best, match = similarity.max(-1)
+    merged = best.argsort(dim=-1, descending=True, stable=True)[:, :r]  # A positions that merge
+    arange = torch.arange(num, device=metric.device)
+    target = arange.expand(batch, num).clone()
+    target.scatter_(1, 2 * merged, 2 * match.gather(1, merged) + 1)  # A token -> its B match
+    slot = (target == arange).long().cumsum(1) - 1  # survivors numbered in order
+    return slot.gather(1, target)
+
+
+def merge_tokens(x: Tensor, size: Tensor, slot: Tensor, num_out: int) -> tuple[Tensor, Tensor]:
+    """Size-weighted average of the tokens sharing a slot: x (B, N, ...), size (B, N) -> (B, num_out, ...)."""
+    batch, num = slot.shape
+    tail = (1,) * (x.dim() - 2)
+    weight = size.to(x.dtype).view(batch, num, *tail)
+    index = slot.view(batch, num, *tail).expand_as(x)
+    summed = x.new_zeros(batch, num_out, *x.shape[2:]).scatter_add_(1, index, x * weight)
+    new_size = size.new_zeros(batch, num_out).scatter_add_(1, slot, size)
+    return summed / new_size.to(x.dtype).view(batch, num_out, *tail), new_size
+
+
+def tome_schedule(num_locations: int, depth: int, r: int) -> list[int]:
+    """Locations merged in each block: ``r`` (ToMe's constant schedule), capped at half of those left."""
+    merges, left = [], num_locations
+    for _ in range(depth):
+        merges.append(min(r, left // 2))
+        left -= merges[-1]
+    return merges
+
+
+def _attention_with_sizes(attn: Attention, x: Tensor, log_size: Tensor) -> tuple[Tensor, Tensor]:
+    """ToMe's proportional attention: softmax(qkᵀ·scale + log s_j); returns (output, keys mean over heads)."""
+    q, k, v = rearrange(attn.qkv(x), "g l (three h c) -> three g h l c", three=3, h=attn.num_heads).unbind(0)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=log_size[:, None, None, :].to(q.dtype))
+    return attn.proj(rearrange(out, "g h l c -> g l (h c)")), k.mean(1)
+
+
+def tome_macs(shape: VitShape, r: int) -> float:
+    """MACs per sample of :func:`tome_forward`: each block's attention at its location count, its MLP at
+    the merged count (analytic counter), plus the matching's similarity matmul ``|A|·|B|·head_dim``."""
+    frames, head_dim = shape.num_frames, shape.embed_dim // shape.num_heads
+    total = model_macs(shape).item()
+    locations = shape.num_patches
+    for merge in tome_schedule(locations, shape.depth, r):
+        merged = locations - merge
+        total += (block_macs(shape, _grid(locations, frames)) - block_macs(shape, _grid(shape.num_patches, frames))
+                  - mlp_macs(shape, torch.tensor([locations * frames + 1.0]))
+                  + mlp_macs(shape, torch.tensor([merged * frames + 1.0]))).item()
+        total += math.ceil(locations / 2) * (locations // 2) * head_dim * (merge > 0)
+        locations = merged
+    return total
+
+
+def _grid(locations: int, frames: int) -> Tensor:
+    """A keep mask (1, T, locations) with every token present."""
+    return torch.ones(1, frames, locations, dtype=torch.bool)
+
+
+def tome_forward(model: TimeSformer, clip: Tensor, r: int) -> tuple[Tensor, Tensor]:
+    """Divided space-time TimeSformer merging ``r`` *locations* per block (inference only).
+
+    What is merged: spatial locations, with the same matching applied to every frame, so the clip stays
+    a T × N' grid and the temporal step still attends along time at each (merged) location. In each
+    block, after the spatial attention and before the MLP (where ToMe merges), the metric of location n
+    is the spatial attention's key of its tokens averaged over heads and over the T frames; bipartite
+    soft matching pairs locations and the ``r`` most similar pairs are averaged, weighted by their
+    sizes (original locations they hold), in every frame.
+    How sizes weight attention: the spatial softmax adds log(size) to each key's logit (the CLS copy
+    has size 1), so a merged token counts as the tokens it replaced. In the temporal step all keys of a
+    location share one size, so the bias is a constant and is omitted.
+    Returns logits (B, C) and the locations left after each block (depth,).
+    """
+    if model.attention_type != "divided_space_time":
+        raise ValueError(f"ToMe is adapted to divided_space_time attention, not {model.attention_type}")
+    state = model.embed(clip)
+    batch, frames, num = state.layout.batch, state.layout.frames, state.layout.locations
+    x = rearrange(state.patches, "(b n t) d -> b n t d", b=batch, t=frames)
+    cls, size = state.cls, torch.ones(batch, num, device=clip.device)
+    left = []
+    for block, merge in zip(model.blocks, tome_schedule(num, len(model.blocks), r)):
+        temporal = block.temporal_attn(rearrange(block.temporal_norm1(x), "b n t d -> (b n) t d"))
+        x = x + block.temporal_fc(rearrange(temporal, "(b n) t d -> b n t d", b=batch))
+        rows = torch.cat([repeat(cls, "b d -> (b t) 1 d", t=frames), rearrange(x, "b n t d -> (b t) n d")], 1)
+        log_size = repeat(F.pad(size, (1, 0), value=1.0).log(), "b l -> (b t) l", t=frames)
+        res, keys = _attention_with_sizes(block.attn, block.norm1(rows), log_size)
+        cls = cls + reduce(res[:, 0], "(b t) d -> b d", "mean", b=batch)
+        x = x + rearrange(res[:, 1:], "(b t) n d -> b n t d", b=batch)
+        if merge:
+            metric = reduce(keys[:, 1:], "(b t) n c -> b n c", "mean", b=batch)
+            x, size = merge_tokens(x, size, bipartite_matching(metric, merge), x.shape[1] - merge)
+        cls = cls + block.mlp(block.norm2(cls))
+        x = x + block.mlp(block.norm2(x))
+        left.append(x.shape[1])
+    return model.head(model.norm(cls)), torch.tensor(left)
+
+
+def tome_predictor(model: TimeSformer, r: int) -> Predictor:
+    """ToMe merging ``r`` locations per block; kept share per block = locations left / N."""
+    macs = tome_macs(shape_of(model), r)
+
+    def predict(clip: Tensor) -> Prediction:
+        logits, left = tome_forward(model, clip, r)
+        batch = clip.shape[0]
+        keep = (left.float() / _tokens(model) * model.num_frames).expand(batch, -1)
+        return Prediction(logits, torch.full((batch,), macs, dtype=torch.float64), keep)
+
+    return predict

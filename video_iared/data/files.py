@@ -1,0 +1,67 @@
+"""File helpers shared by the loaders and the data_prep scripts: mask sidecars, atomic writes, and a
+process-parallel map with a progress bar (every prep script is resumable and parallel)."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from typing import Callable, Iterable, Iterator, TypeVar
+
+import numpy as np
+from tqdm import tqdm
+
+__all__ = [
+    "mask_sidecar_path", "save_masks", "load_masks", "atomic_write_text", "parallel_map", "temporary_path",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def mask_sidecar_path(video_path: str) -> str:
+    """``videos/x.mp4`` -> ``videos/x.masks.npz`` (uint8 ``masks`` (frames, H, W), nonzero = foreground)."""
+    return os.path.splitext(video_path)[0] + ".masks.npz"
+
+
+def temporary_path(path: str) -> str:
+    """A hidden per-process name beside ``path``: written first, then renamed over ``path`` (same file
+    system, so the rename is atomic and a killed writer leaves only a ``.tmp`` file)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+
+
+def save_masks(path: str, masks: np.ndarray) -> None:
+    """Write a mask sidecar atomically (compressed npz with one uint8 array ``masks``)."""
+    tmp = temporary_path(path)
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, masks=masks.astype(np.uint8))
+    os.replace(tmp, path)
+
+
+def load_masks(path: str) -> np.ndarray:
+    with np.load(path) as data:
+        return data["masks"]
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    tmp = temporary_path(path)
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def parallel_map(fn: Callable[[T], R], jobs: Iterable[T], *, workers: int, desc: str,
+                 threads: bool = False) -> Iterator[R]:
+    """``fn`` over ``jobs`` in ``workers`` processes (in-process when ``workers <= 1``), yielding results
+    as they finish under a tqdm bar. ``fn`` must be a module-level function (it is pickled), unless
+    ``threads``: then threads run it (for work that waits on child processes of its own)."""
+    jobs = list(jobs)
+    with tqdm(total=len(jobs), desc=desc, unit="video", dynamic_ncols=True) as bar:
+        if workers <= 1:
+            for job in jobs:
+                yield fn(job)
+                bar.update()
+            return
+        with (ThreadPoolExecutor if threads else ProcessPoolExecutor)(max_workers=workers) as pool:
+            for future in as_completed([pool.submit(fn, job) for job in jobs]):
+                yield future.result()
+                bar.update()

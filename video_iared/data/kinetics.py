@@ -1,0 +1,258 @@
+"""Kinetics-format video datasets: ``path label`` lists, decord decoding, official transforms.
+
+Lists follow the official TimeSformer/SlowFast format -- one ``path label`` per line, space separated,
+integer labels -- or ``path,label`` CSV. Relative paths are resolved against ``path_prefix`` (the
+official ``DATA.PATH_PREFIX``) or, by default, the list's own folder. A ``classes.json`` beside the
+list (``{"classes": [name of id 0, ...], "flip_sensitive": false, ...}``) names the classes and tells
+whether horizontal flips change the label (direction classes: synthetic set, Something-Something).
+
+Splits (the official K400 recipe, 8 x 32 sampling):
+- ``train``: a random window, short side jittered in ``train_jitter_scales``, random ``crop_size``
+  crop, horizontal flip unless flip-sensitive.
+- ``val``: one centred window, short side ``test_scale``, centre crop.
+- ``test``: ``num_ensemble_views`` centred windows x ``num_spatial_crops`` crops along the long side
+  at short side ``crop_size``; item = (clip, label, video_index, view_index).
+Augmentation randomness is a function of (seed, epoch, index) only, so results do not depend on the
+number of workers or GPUs, and a resumed run repeats the same clips.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .failures import Failure, FailureLog
+from .files import mask_sidecar_path
+from .sampling import clip_indices, temporal_view_positions
+from .transforms import Box, crop_clip, crop_masks, multi_view_crop_boxes, train_crop_box
+from .video import DEFAULT_FAULT_TOLERANCE, DecodedClip, VideoDecodeError, read_clip, read_mask_sidecar
+
+__all__ = ["DatasetInfo", "VideoDataset", "parse_list", "read_list", "load_dataset_info"]
+
+Split = Literal["train", "val", "test"]
+
+
+def parse_list(list_path: str) -> list[tuple[str, int]]:
+    """``(path as written, label)`` of a ``path label`` (or ``path,label``) list; a bad line raises
+    naming file and line number.
+
+    Paths may contain spaces (the label is the last field). A first line ``path label`` / ``path,label``
+    is taken as a header and skipped. Blank lines are ignored.
+    """
+    items = []
+    with open(list_path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            fields = line.rsplit(",", 1) if "," in line else line.rsplit(None, 1)
+            if number == 1 and fields[-1].strip() == "label":
+                continue
+            try:
+                path, label = fields[0].strip(), int(fields[1])
+                if not path or label < 0:
+                    raise ValueError
+            except (ValueError, IndexError):
+                raise ValueError(
+                    f"{list_path}:{number}: expected 'path label' or 'path,label' with a label >= 0, got {line!r}"
+                ) from None
+            items.append((path, label))
+    if not items:
+        raise ValueError(f"{list_path}: no items")
+    return items
+
+
+def read_list(list_path: str, *, path_prefix: str | None = None) -> list[tuple[str, int]]:
+    """:func:`parse_list` with the paths resolved against ``path_prefix`` (default: the list's folder)."""
+    root = os.path.dirname(os.path.abspath(list_path)) if path_prefix is None else path_prefix
+    return [(os.path.normpath(os.path.join(root, path)), label) for path, label in parse_list(list_path)]
+
+
+@dataclass
+class DatasetInfo:
+    """What ``classes.json`` says about a dataset (empty when the file is absent)."""
+
+    class_names: list[str] = field(default_factory=list)
+    flip_sensitive: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_dataset_info(folder: str) -> DatasetInfo:
+    path = os.path.join(folder, "classes.json")
+    if not os.path.exists(path):
+        return DatasetInfo()
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    names = data.pop("classes", [])
+    if not isinstance(names, list):
+        raise ValueError(f"{path}: 'classes' must be a list of names indexed by class id")
+    return DatasetInfo(class_names=names, flip_sensitive=bool(data.pop("flip_sensitive", False)), extra=data)
+
+
+def _load_masks(video_path: str, indices: np.ndarray, frame_size: tuple[int, int]) -> torch.Tensor:
+    """Masks of the sampled frames at the video's frame size (sidecars may be stored smaller)."""
+    masks = read_mask_sidecar(video_path)
+    masks = torch.from_numpy(masks[np.clip(indices, 0, len(masks) - 1)])
+    if tuple(masks.shape[1:]) != frame_size:
+        masks = F.interpolate(masks[None].float(), size=frame_size, mode="nearest-exact")[0].to(torch.uint8)
+    return masks
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """A Kinetics-format list as clips (see the module docstring for splits and items).
+
+    Args:
+        list_path: ``path label`` list; ``classes.json`` beside it is read when present.
+        split: ``train`` | ``val`` | ``test``.
+        num_frames, sampling_rate: frames per clip and their spacing at ``target_fps`` (official 8, 32).
+        crop_size: output side (224).
+        train_jitter_scales: inclusive range of the training short side (256, 320).
+        test_scale: short side before the centre crop of ``val`` (256).
+        num_ensemble_views, num_spatial_crops: ``test`` views per video (1 x 3).
+        target_fps: frame rate at which ``sampling_rate`` is counted (30).
+        path_prefix: root for relative list paths (default: the list's folder).
+        flip: horizontal flip in training; ``None`` = on unless classes.json says ``flip_sensitive``.
+        with_masks: return ``masks`` from ``x.masks.npz`` sidecars (``train``/``val``); ``None`` = when
+            the first listed video has one. A missing sidecar then counts as a failed item.
+        seed: base of the (seed, epoch, index) augmentation randomness.
+        max_retries: replacement samples tried for an unreadable item before giving up (train/val).
+        decode_threads, fault_tol: decord's ``num_threads`` and corrupt-frame tolerance.
+    """
+
+    def __init__(
+        self,
+        list_path: str,
+        *,
+        split: Split = "train",
+        num_frames: int = 8,
+        sampling_rate: int = 32,
+        crop_size: int = 224,
+        train_jitter_scales: tuple[int, int] = (256, 320),
+        test_scale: int = 256,
+        num_ensemble_views: int = 1,
+        num_spatial_crops: int = 3,
+        target_fps: float = 30.0,
+        path_prefix: str | None = None,
+        flip: bool | None = None,
+        with_masks: bool | None = None,
+        seed: int = 0,
+        max_retries: int = 10,
+        decode_threads: int = 1,
+        fault_tol: float = DEFAULT_FAULT_TOLERANCE,
+    ):
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {split!r}")
+        self.items = read_list(list_path, path_prefix=path_prefix)
+        self.info = load_dataset_info(os.path.dirname(os.path.abspath(list_path)))
+        self.split = split
+        self.num_frames, self.sampling_rate, self.target_fps = num_frames, sampling_rate, target_fps
+        self.crop_size, self.train_jitter_scales, self.test_scale = crop_size, tuple(train_jitter_scales), test_scale
+        self.num_ensemble_views, self.num_spatial_crops = num_ensemble_views, num_spatial_crops
+        self.flip = (not self.info.flip_sensitive) if flip is None else flip
+        if with_masks is None:
+            with_masks = split != "test" and os.path.exists(mask_sidecar_path(self.items[0][0]))
+        self.with_masks = with_masks
+        self.seed, self.epoch, self.max_retries = seed, 0, max_retries
+        self.decode_threads, self.fault_tol = decode_threads, fault_tol
+        self.failure_log = FailureLog([path for path, _ in self.items])
+        self._cache: tuple[tuple[int, int], DecodedClip | VideoDecodeError] | None = None  # test views
+
+    # -- bookkeeping the engine uses -------------------------------------------------------------
+    @property
+    def num_views(self) -> int:
+        return self.num_ensemble_views * self.num_spatial_crops if self.split == "test" else 1
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.items)
+
+    @property
+    def labels(self) -> list[int]:
+        return [label for _, label in self.items]
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Unreadable videos met so far by this dataset in any worker: (path, reason, count)."""
+        return self.failure_log.failures
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream of ``epoch`` (call before each epoch, like a sampler's)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items) * self.num_views
+
+    # -- items -----------------------------------------------------------------------------------
+    def __getitem__(self, index: int) -> dict[str, Any] | tuple[torch.Tensor, int, int, int]:
+        if self.split == "test":
+            return self._test_item(index)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        video = index
+        for _ in range(self.max_retries + 1):
+            try:
+                return self._clip_item(video, rng)
+            except VideoDecodeError as error:
+                self.failure_log.record(video, error)
+                video = int(rng.integers(len(self.items)))  # the official replacement: a random item
+        raise RuntimeError(
+            f"{self.max_retries + 1} unreadable videos in a row starting at item {index} "
+            f"({self.items[index][0]}); check the list with data_prep/check_videos.py"
+        )
+
+    def _clip_item(self, video: int, rng: np.random.Generator) -> dict[str, Any]:
+        path, label = self.items[video]
+        train = self.split == "train"
+        position = float(rng.random()) if train else 0.5
+        decoded = self._decode(path, position)
+        height, width = decoded.frames.shape[1:3]
+        if train:
+            box = train_crop_box(height, width, crop_size=self.crop_size, jitter_scales=self.train_jitter_scales,
+                                 rng=rng)
+            flip = self.flip and bool(rng.random() < 0.5)
+        else:
+            box = multi_view_crop_boxes(height, width, crop_size=self.crop_size, num_crops=1, short_side=self.test_scale)[0]
+            flip = False
+        item: dict[str, Any] = {
+            "clip": crop_clip(decoded.frames, box, size=self.crop_size, flip=flip),
+            "label": label,
+            "index": video,
+        }
+        if self.with_masks:
+            masks = _load_masks(path, decoded.indices, (height, width))
+            item["masks"] = crop_masks(masks, box, size=self.crop_size, flip=flip)
+        return item
+
+    def _decode(self, path: str, position: float) -> DecodedClip:
+        def index_fn(num_video_frames: int, fps: float) -> np.ndarray:
+            return clip_indices(num_video_frames, num_frames=self.num_frames, sampling_rate=self.sampling_rate,
+                                position=position, video_fps=fps, target_fps=self.target_fps)
+
+        return read_clip(path, index_fn, num_threads=self.decode_threads, fault_tol=self.fault_tol)
+
+    def _test_item(self, index: int) -> tuple[torch.Tensor, int, int, int]:
+        """One view; a failed video gives a zero clip and label -1 (the engine excludes it from
+        accuracy; ``failures`` lists it). The spatial crops of one window share one decode."""
+        video, view = divmod(index, self.num_views)
+        temporal, spatial = divmod(view, self.num_spatial_crops)
+        path, label = self.items[video]
+        key = (video, temporal)
+        if self._cache is None or self._cache[0] != key:
+            try:
+                decoded: DecodedClip | VideoDecodeError = self._decode(
+                    path, temporal_view_positions(self.num_ensemble_views)[temporal])
+            except VideoDecodeError as error:
+                self.failure_log.record(video, error)
+                decoded = error
+            self._cache = (key, decoded)
+        decoded = self._cache[1]
+        if isinstance(decoded, VideoDecodeError):
+            return torch.zeros(3, self.num_frames, self.crop_size, self.crop_size, dtype=torch.uint8), -1, video, view
+        height, width = decoded.frames.shape[1:3]
+        box: Box = multi_view_crop_boxes(height, width, crop_size=self.crop_size, num_crops=self.num_spatial_crops,
+                                   short_side=self.crop_size)[spatial]
+        return crop_clip(decoded.frames, box, size=self.crop_size), label, video, view

@@ -1,0 +1,78 @@
+"""Config -> datasets and loaders. The data layer never imports models, so the model's input
+metadata (frames, sampling rate, crop, mean/std) arrives here as a plain :class:`InputSpec`."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.utils.data import DataLoader
+
+from video_iared.config import Config, ConfigError
+from video_iared.data.kinetics import VideoDataset
+from video_iared.models.registry import get_model_info
+
+from .sampler import ResumableSampler
+
+__all__ = ["InputSpec", "input_spec", "build_dataset", "build_loader", "loader_seed"]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the data pipeline must produce for a model: clip shape, frame sampling, crop scales and
+    normalisation, as plain values."""
+
+    num_frames: int
+    sampling_rate: int
+    crop_size: int
+    train_jitter_scales: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def input_spec(cfg: Config) -> InputSpec:
+    """The registered model's input metadata, with the model's own overrides (frames, image size)
+    and then any ``data.*`` value that is set taking precedence."""
+    info = get_model_info(cfg.model.name)
+    data = cfg.data
+    jitter = data.train_jitter_scales or list(info.train_jitter)
+    if len(jitter) != 2 or jitter[0] > jitter[1]:
+        raise ConfigError(f"data.train_jitter_scales must be [min, max], got {jitter}")
+    return InputSpec(
+        num_frames=data.num_frames or cfg.model.num_frames or info.num_frames,
+        sampling_rate=data.sampling_rate or info.sampling_rate,
+        crop_size=data.crop_size or cfg.model.img_size or info.crop_size,
+        train_jitter_scales=(jitter[0], jitter[1]), mean=tuple(info.mean), std=tuple(info.std))
+
+
+def build_dataset(cfg: Config, split: Literal["train", "val", "test"], spec: InputSpec, *,
+                  with_masks: bool = False) -> VideoDataset:
+    """The ``split`` list of ``cfg.data`` producing the clips ``spec`` describes (and the actor masks
+    of datasets that have them when ``with_masks``: interpretability metrics)."""
+    data = cfg.data
+    if not data.root:
+        raise ConfigError("data.root is not set: point it at the folder holding the video lists")
+    list_name = {"train": data.train_list, "val": data.val_list, "test": data.test_list}[split]
+    return VideoDataset(
+        os.path.join(data.root, list_name), split=split, num_frames=spec.num_frames,
+        sampling_rate=spec.sampling_rate, crop_size=spec.crop_size,
+        train_jitter_scales=spec.train_jitter_scales,
+        test_scale=data.test_scale or round(spec.crop_size * 256 / 224),
+        num_ensemble_views=data.num_ensemble_views, num_spatial_crops=data.num_spatial_crops,
+        path_prefix=data.path_prefix or None, flip=data.flip, with_masks=with_masks, seed=cfg.run.seed)
+
+
+def loader_seed(seed: int, epoch: int) -> int:
+    """Seed of the DataLoader's own generator for ``epoch``: worker seeds never consume the global RNG
+    that drop path and token sampling use, so that stream is the same whether or not a run resumed."""
+    return seed * 1_000_003 + epoch
+
+
+def build_loader(dataset: VideoDataset, sampler: ResumableSampler, *, batch_size: int, num_workers: int,
+                 drop_last: bool, pin_memory: bool) -> DataLoader:
+    """A loader over ``sampler``'s indices; iterate it after ``sampler.set_epoch`` and
+    ``loader.generator.manual_seed(loader_seed(seed, epoch))``."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      drop_last=drop_last, pin_memory=pin_memory, persistent_workers=False,
+                      generator=torch.Generator())

@@ -1,0 +1,58 @@
+"""A DistributedSampler that can start mid-epoch, so a resumed run sees exactly the remaining items.
+
+The epoch's order is a permutation seeded by (seed, epoch) alone, padded with its first items to a
+multiple of the number of processes and dealt out rank by rank (``indices[rank::world]``), as
+``torch.utils.data.DistributedSampler`` does. On resume, ``set_start(k)`` skips the first ``k`` items
+this process already consumed. Because the data layer seeds each item's augmentation from
+(seed, epoch, index), which DataLoader worker loads an item no longer matters.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+__all__ = ["ResumableSampler"]
+
+
+class ResumableSampler(Sampler[int]):
+    """Per-process indices of an epoch, from item ``start`` on (see module docstring)."""
+
+    def __init__(self, num_items: int, *, num_replicas: int = 1, rank: int = 0, seed: int = 0,
+                 shuffle: bool = True) -> None:
+        if num_items < 1:
+            raise ValueError("the dataset is empty")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside {num_replicas} replicas")
+        self.num_items, self.num_replicas, self.rank = num_items, num_replicas, rank
+        self.seed, self.shuffle = seed, shuffle
+        self.per_replica = math.ceil(num_items / num_replicas)
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.start = epoch, 0
+
+    def set_start(self, start: int) -> None:
+        """Skip this process's first ``start`` items of the current epoch."""
+        if not 0 <= start <= self.per_replica:
+            raise ValueError(f"cannot skip {start} of {self.per_replica} items")
+        self.start = start
+
+    def epoch_indices(self) -> list[int]:
+        """All of this process's indices for the current epoch (ignoring ``start``)."""
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.num_items, generator=generator).tolist()
+        else:
+            order = list(range(self.num_items))
+        total = self.per_replica * self.num_replicas
+        order += (order * math.ceil(total / len(order)))[: total - len(order)]
+        return order[self.rank:total:self.num_replicas]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.epoch_indices()[self.start:])
+
+    def __len__(self) -> int:
+        return self.per_replica - self.start

@@ -1,0 +1,148 @@
+"""The ``interpret`` jobs: explain one video (renders), and score every heatmap method against masks.
+
+Both compute, for a batch of clips, the maps of every method (:func:`method_maps`): the IA-RED²
+interpreters (combined and per group, with the tokens each group dropped) from the threshold forward,
+and raw attention, rollout and random maps from the dense backbone.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+
+from video_iared.data.kinetics import mask_sidecar_path
+from video_iared.data.transforms import normalize_on_device
+from video_iared.engine.datasets import build_dataset
+from video_iared.predict import LoadedModel, backbone_of, read_video, run_iared
+
+from .heatmaps import attention_maps, interpreter_maps, random_map
+from .imagenet_seg import ImageNetSegmentation
+from .metrics import SegmentationMeter
+from .render import grey_out, overlay, panel_strip, resize_frames, save_grid, write_animation
+
+__all__ = ["method_maps", "explain_video", "mask_batches", "evaluate_masks", "format_table", "write_results"]
+
+DISPLAY_SIZE = 128  # frames smaller than this are enlarged for the renders
+
+
+@torch.no_grad()
+def method_maps(loaded: LoadedModel, clips: Tensor, *, block: int = -1, seed: int = 0
+                ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+    """uint8 clips (B, 3, T, S, S) or images (B, 3, S, S) -> (logits, {method: (B, T, h, w)},
+    {method: dropped (B, T, h, w)}), T = 1 for images.
+
+    Logits are the IA-RED² model's (threshold decisions), or the dense model's without interpreters.
+    """
+    model, spec = loaded.model, loaded.spec
+    device = next(model.parameters()).device
+    x = normalize_on_device(clips.to(device), spec.mean, spec.std, channel_dim=-4 if clips.dim() == 5 else -3)
+    patch = backbone_of(model).patch_size
+    grid = (x.shape[-2] // patch, x.shape[-1] // patch)
+    maps: dict[str, Tensor] = {}
+    dropped: dict[str, Tensor] = {}
+    baselines = attention_maps(backbone_of(model), x, block=block)
+    if loaded.has_interpreters:
+        out = run_iared(model, x)
+        logits = out.logits
+        maps.update(interpreter_maps([g.scores for g in out.groups], grid))
+        for g, group in enumerate(out.groups):
+            dropped[f"interpreter_g{g + 1}"] = ~group.keep.view(*group.keep.shape[:2], *grid)
+    else:
+        logits = backbone_of(model)(x)
+    maps.update(baselines)
+    generator = torch.Generator().manual_seed(seed)
+    maps["random"] = random_map(tuple(baselines["rollout"].shape), generator=generator)
+    maps = {name: heat.float().cpu() for name, heat in maps.items()}
+    return logits.float().cpu(), maps, {name: mask.cpu() for name, mask in dropped.items()}
+
+
+def explain_video(loaded: LoadedModel, video: str | Path, out_dir: str | Path, *, class_names: list[str],
+                  fmt: str = "mp4", block: int = -1) -> dict[str, Path]:
+    """Render one video's heatmaps: ``heatmaps.<fmt>`` (panels side by side, dropped tokens grey),
+    ``heatmaps.png`` (frames × methods grid with legend) and ``heatmaps.json`` (top-5, kept shares)."""
+    out_dir = Path(out_dir)
+    clip = read_video(video, loaded.spec)
+    logits, maps, dropped = method_maps(loaded, clip[None], block=block)
+    probs = logits[0].softmax(-1)
+    frames = clip.permute(1, 2, 3, 0).numpy()                                   # (T, S, S, 3)
+    frames = resize_frames(frames, DISPLAY_SIZE) if frames.shape[1] < DISPLAY_SIZE else frames
+    shown = {name: maps[name][0] for name in maps if name != "random"}
+    holes = {name: mask[0] for name, mask in dropped.items()}
+    top = probs.topk(min(5, probs.numel()))
+    label = f"{class_names[int(top.indices[0])]} ({float(top.values[0]):.2f})"
+
+    panels = {"input": frames}
+    for name, heat in shown.items():
+        image = overlay(frames, heat)
+        panels[name.replace("interpreter_", "")] = grey_out(image, holes[name]) if name in holes else image
+    paths = {"animation": write_animation(panel_strip(panels), out_dir / f"heatmaps.{fmt}"),
+             "grid": save_grid(out_dir / "heatmaps.png", frames, shown, dropped=holes,
+                               title=f"{Path(video).name}: {label}; grey = dropped by that group")}
+    summary = {"video": str(video), "top5": [[class_names[int(i)], float(p)] for p, i in zip(*top)],
+               "kept_per_group": [float((~mask).float().mean()) for mask in holes.values()]}
+    paths["summary"] = out_dir / "heatmaps.json"
+    paths["summary"].write_text(json.dumps(summary, indent=2))
+    return paths
+
+
+def mask_batches(loaded: LoadedModel, *, batch_size: int = 8, max_items: int | None = None,
+                 imagenet_seg: str | None = None) -> DataLoader:
+    """Batches with masks: the config's val list (centre view, mask sidecars cropped like the clips),
+    or the ImageNet-Segmentation file ``imagenet_seg`` (``gtsegs_ijcv.mat``) at the model's crop size."""
+    cfg = loaded.cfg
+    if imagenet_seg:
+        dataset = ImageNetSegmentation(imagenet_seg, size=loaded.spec.crop_size)
+    else:
+        dataset = build_dataset(cfg, "val", loaded.spec)
+        if not dataset.with_masks:
+            raise FileNotFoundError(f"no mask sidecar beside {dataset.items[0][0]} (expected "
+                                    f"{mask_sidecar_path(dataset.items[0][0])})")
+    if max_items is not None:
+        dataset = Subset(dataset, range(min(max_items, len(dataset))))
+    return DataLoader(dataset, batch_size=batch_size, num_workers=cfg.data.num_workers)
+
+
+def evaluate_masks(loaded: LoadedModel, batches: Iterable[dict[str, Tensor]], *, block: int = -1,
+                   seed: int = 0) -> dict[str, dict[str, float]]:
+    """Chefer et al.'s scores of every method over batches ``{"clip": (B, 3, T, S, S) uint8, "masks":
+    (B, T, S, S)}`` (images: (B, 3, S, S) and (B, S, S)); each frame is one unit ->
+    ``{method: {pixel_acc, miou, map, frames, ap_frames}}``."""
+    meters: dict[str, SegmentationMeter] = {}
+    for index, batch in enumerate(batches):
+        if "masks" not in batch:
+            raise FileNotFoundError("the dataset has no masks: every video needs an x.masks.npz sidecar")
+        _, maps, _ = method_maps(loaded, batch["clip"], block=block, seed=seed + index)
+        masks = batch["masks"]
+        masks = (masks if masks.dim() == 4 else masks[:, None]).flatten(0, 1)   # (B*T, S, S)
+        for name, heat in maps.items():
+            meters.setdefault(name, SegmentationMeter()).update(heat.flatten(0, 1), masks)
+    if not meters:
+        raise ValueError("no clips to evaluate")
+    return {name: meter.compute() for name, meter in meters.items()}
+
+
+def format_table(results: dict[str, dict[str, float]]) -> str:
+    """A Markdown table of the scores in percent, one row per method."""
+    lines = ["| method | pixel acc. | mIoU | mAP |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {100 * r['pixel_acc']:.1f} | {100 * r['miou']:.1f} | {100 * r['map']:.1f} |"
+              for name, r in results.items()]
+    frames = next(iter(results.values()))
+    lines.append(f"\n{frames['frames']} frames; mAP over the {frames['ap_frames']} frames whose mask is not "
+                 "empty (protocol of Chefer et al. 2021: bilinear upsampling, min-max, threshold at the "
+                 "mean).")
+    return "\n".join(lines)
+
+
+def write_results(results: dict[str, dict[str, float]], out_dir: str | Path) -> tuple[Path, Path]:
+    """``interpretability.json`` ({method: {pixel_acc, miou, map, ...}}) and ``interpretability.md``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, table_path = out_dir / "interpretability.json", out_dir / "interpretability.md"
+    json_path.write_text(json.dumps(results, indent=2))
+    table_path.write_text(format_table(results) + "\n")
+    return json_path, table_path
+

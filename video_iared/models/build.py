@@ -1,0 +1,42 @@
+"""Config -> model: the only place that maps ``ModelConfig`` to constructor keyword arguments."""
+from __future__ import annotations
+
+import logging
+
+import timm
+from torch import nn
+
+from video_iared.config import ModelConfig
+
+from .iared import IARed
+from .weights import load_weights
+
+__all__ = ["build_model", "backbone_kwargs"]
+
+log = logging.getLogger(__name__)
+
+
+def backbone_kwargs(cfg: ModelConfig) -> dict:
+    """Keyword arguments for ``timm.create_model(cfg.name, **kwargs)``; ``None`` values (frames,
+    image size) keep the registered variant's defaults."""
+    kwargs = dict(num_classes=cfg.num_classes, attention_type=cfg.attention_type, drop_rate=cfg.drop_rate,
+                  attn_drop_rate=cfg.attn_drop_rate, drop_path_rate=cfg.drop_path_rate)
+    if cfg.num_frames is not None:
+        kwargs["num_frames"] = cfg.num_frames
+    if cfg.img_size is not None:
+        kwargs["img_size"] = cfg.img_size
+    return kwargs
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The registered backbone ``cfg.name``, wrapped in :class:`IARed` when ``cfg.interpreter_blocks``
+    is set, with ``cfg.weights`` loaded (any file ``load_weights`` understands: official ``.pyth``,
+    ImageNet ViT/DeiT, this project's checkpoints; backbone-only files go into the backbone)."""
+    model = timm.create_model(cfg.name, **backbone_kwargs(cfg))
+    if cfg.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    if cfg.interpreter_blocks:
+        model = IARed(model, group_starts=cfg.interpreter_blocks, interpreter_heads=cfg.interpreter_heads)
+    if cfg.weights:
+        log.info("%s", load_weights(model, cfg.weights))
+    return model

@@ -1,0 +1,217 @@
+"""Single-video inference: load any checkpoint, read one clip, and report classes, cost and features.
+
+What users of the official TimeSformer keep asking for (REFERENCE.md): classify one video, extract its
+CLS features, and do so with the official ``.pyth`` checkpoints too. A checkpoint of this project
+carries its config; an official or foreign one does not, so the model is read off its weight shapes
+(or from ``--config``). Models without interpreters run dense.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from video_iared.config import Config, config_from_dict, load_config
+from video_iared.data.kinetics import load_dataset_info
+from video_iared.data.sampling import clip_indices
+from video_iared.data.transforms import crop_clip, normalize_on_device, test_crop_boxes
+from video_iared.data.video import read_clip
+from video_iared.engine.datasets import InputSpec, input_spec
+from video_iared.flops import model_macs, shape_of
+from video_iared.models.build import build_model
+from video_iared.models.registry import list_variants, model_defaults
+from video_iared.models.weights import WeightsError, extract_state_dict, load_weights, read_checkpoint
+
+__all__ = ["LoadedModel", "Prediction", "infer_model_overrides", "load_model", "read_class_names",
+           "read_video", "predict_clip", "backbone_of", "run_iared", "format_prediction", "save_features"]
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with the config it was built from and its input recipe."""
+
+    model: nn.Module
+    cfg: Config
+    spec: InputSpec
+
+    @property
+    def has_interpreters(self) -> bool:
+        return bool(self.cfg.model.interpreter_blocks)
+
+    @property
+    def model_num_classes(self) -> int:
+        return backbone_of(self.model).num_classes
+
+
+def infer_model_overrides(state: dict[str, Tensor]) -> list[str]:
+    """``model.*`` overrides that fit a state dict with no config (official ``.pyth``, timm ViT).
+
+    Class count, frames, image size and attention type are read off the weight shapes; the name is
+    the registered variant with the same patch size, width and depth (the closest image size first).
+    """
+    try:
+        proj = state["patch_embed.proj.weight"]
+        classes = state["head.weight"].shape[0]
+        grid = round((state["pos_embed"].shape[1] - 1) ** 0.5)
+    except KeyError as err:
+        raise WeightsError(f"not a TimeSformer/ViT checkpoint: no {err.args[0]} weight") from None
+    dim, patch = proj.shape[0], proj.shape[-1]
+    depth = len({key.split(".")[1] for key in state if key.startswith("blocks.")})
+    img_size = grid * patch
+    candidates = [name for name in list_variants()
+                  if (model_defaults(name)["patch_size"], model_defaults(name)["embed_dim"],
+                      model_defaults(name)["depth"]) == (patch, dim, depth)]
+    if not candidates:
+        raise WeightsError(f"no registered model has patch {patch}, width {dim} and depth {depth}; "
+                           "pass --config naming one")
+    name = min(candidates, key=lambda n: abs(model_defaults(n)["img_size"] - img_size))
+    if any(".temporal_attn." in key for key in state):
+        attention = "divided_space_time"
+    else:
+        attention = "joint_space_time" if "time_embed" in state else "space_only"
+    overrides = [f"model.name={name}", f"model.num_classes={classes}", f"model.img_size={img_size}",
+                 f"model.attention_type={attention}"]
+    if "time_embed" in state:
+        overrides.append(f"model.num_frames={state['time_embed'].shape[1]}")
+    return overrides
+
+
+def load_model(checkpoint: str | Path, *, config: str | None = None,
+               overrides: list[str] | tuple[str, ...] = (), device: torch.device | str = "cpu") -> LoadedModel:
+    """Build the checkpoint's model and load its weights (strictly), in eval mode.
+
+    The config is, in order of preference: ``config`` (a YAML file), the one saved in the checkpoint,
+    or one inferred from the weights (:func:`infer_model_overrides`); ``overrides`` apply on top.
+    """
+    try:
+        raw = read_checkpoint(checkpoint)
+    except (KeyError, EOFError, RuntimeError, pickle.UnpicklingError) as err:
+        # torch.load's own messages for a file that is not a checkpoint are cryptic (KeyError: 101)
+        raise WeightsError(f"{checkpoint} is not a checkpoint torch can read "
+                           f"({type(err).__name__}: {err})") from err
+    if not isinstance(raw, dict):
+        raise WeightsError(f"{checkpoint} holds a {type(raw).__name__}, not a checkpoint dictionary")
+    if config:
+        cfg = load_config(config, overrides)
+    elif isinstance(raw.get("config"), dict):
+        cfg = config_from_dict(raw["config"], overrides)
+    else:
+        state, _ = extract_state_dict(raw)
+        cfg = load_config(None, [*infer_model_overrides(state), *overrides])
+    cfg.model.weights = ""
+    model = build_model(cfg.model)
+    load_weights(model, raw)
+    return LoadedModel(model.to(device).eval(), cfg, input_spec(cfg))
+
+
+def read_class_names(path: str | Path | None, cfg: Config, num_classes: int) -> list[str]:
+    """Class names: ``path`` (a list, ``{"classes": [...]}`` or Kinetics' ``{name: id}``), else
+    ``classes.json`` in ``cfg.data.root``, else ``class <id>``."""
+    names: list[str] = []
+    if path:
+        data = json.loads(Path(path).read_text())
+        if isinstance(data, dict) and "classes" in data:
+            data = data["classes"]
+        if isinstance(data, dict):
+            names = [name for name, _ in sorted(data.items(), key=lambda item: int(item[1]))]
+        elif isinstance(data, list):
+            names = [str(name) for name in data]
+        else:
+            raise ValueError(f"{path}: expected a list of names, {{'classes': [...]}} or {{name: id}}")
+    elif cfg.data.root:
+        names = load_dataset_info(cfg.data.root).class_names
+    if names and len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for a model with {num_classes} classes")
+    return names or [f"class {i}" for i in range(num_classes)]
+
+
+def read_video(path: str | Path, spec: InputSpec, *, test_scale: int | None = None) -> Tensor:
+    """The centred single view of a video, as uint8 (3, T, S, S): the clip window in the middle of the
+    video, short side ``test_scale`` (default S·256/224), centre crop. Raises ``VideoDecodeError``."""
+    decoded = read_clip(str(path), lambda frames, fps: clip_indices(
+        frames, num_frames=spec.num_frames, sampling_rate=spec.sampling_rate, position=0.5, video_fps=fps))
+    height, width = decoded.frames.shape[1:3]
+    scale = test_scale or round(spec.crop_size * 256 / 224)
+    box = test_crop_boxes(height, width, crop_size=spec.crop_size, num_crops=1, short_side=scale)[0]
+    return crop_clip(decoded.frames, box, size=spec.crop_size)
+
+
+def backbone_of(model: nn.Module) -> nn.Module:
+    """The dense TimeSformer inside an IA-RED² model (the model itself when it has no interpreters)."""
+    return getattr(model, "backbone", model)
+
+
+def run_iared(model: nn.Module, clips: Tensor) -> Any:
+    """The IA-RED² model's inference forward (threshold decisions, Pan et al. 2021) -> ``IARedOutput``."""
+    return model(clips, decision="threshold")
+
+
+@dataclass
+class Prediction:
+    """One clip's class probabilities, normed CLS features and cost."""
+
+    probs: Tensor  # (C,)
+    features: Tensor  # (D,)
+    gflops: float
+    dense_gflops: float
+    keep: float  # block-weighted kept share of patch tokens (1 for dense)
+    keep_per_group: list[float]  # share of patch tokens kept after each interpreter
+
+    def top(self, k: int = 5) -> list[tuple[int, float]]:
+        values, ids = self.probs.topk(min(k, self.probs.numel()))
+        return list(zip(ids.tolist(), values.tolist()))
+
+
+@torch.no_grad()
+def predict_clip(loaded: LoadedModel, clip: Tensor) -> Prediction:
+    """Classify a uint8 clip (3, T, S, S); features are the input of the classifier head."""
+    model, spec = loaded.model, loaded.spec
+    device = next(model.parameters()).device
+    x = normalize_on_device(clip[None].to(device), spec.mean, spec.std)
+    captured: list[Tensor] = []
+    hook = backbone_of(model).head.register_forward_pre_hook(lambda mod, args: captured.append(args[0]))
+    try:
+        if loaded.has_interpreters:
+            out = run_iared(model, x)
+            logits, decisions = out.logits, [g.keep.cpu() for g in out.groups]
+            keep = float(out.kept_fraction[0])
+        else:
+            logits, decisions, keep = model(x), [], 1.0
+    finally:
+        hook.remove()
+    backbone = backbone_of(model)
+    patch = backbone.patch_size
+    shape = replace(shape_of(backbone), num_frames=clip.shape[1],
+                    num_patches=(clip.shape[2] // patch) * (clip.shape[3] // patch))
+    macs = model_macs(shape, group_starts=loaded.cfg.model.interpreter_blocks, group_keep=decisions,
+                      interpreter_heads=loaded.cfg.model.interpreter_heads)
+    tokens = shape.num_frames * shape.num_patches
+    return Prediction(probs=logits[0].float().softmax(-1).cpu(), features=captured[0][0].float().cpu(),
+                      gflops=float(macs[0]) / 1e9, dense_gflops=float(model_macs(shape)[0]) / 1e9,
+                      keep=keep, keep_per_group=[float(d.sum()) / tokens for d in decisions])
+
+
+def format_prediction(prediction: Prediction, names: list[str], *, k: int = 5) -> str:
+    """The ``predict`` report: top-k classes with probabilities, GFLOPs and kept share."""
+    lines = [f"top-{k}:"]
+    lines += [f"  {rank}. {names[i]:<30s} {p:.3f}" for rank, (i, p) in enumerate(prediction.top(k), start=1)]
+    cost = (f"GFLOPs {prediction.gflops:.3f} (dense {prediction.dense_gflops:.3f})  "
+            f"kept share {prediction.keep:.3f}")
+    if prediction.keep_per_group:
+        cost += "  (after each interpreter: " + ", ".join(f"{s:.3f}" for s in prediction.keep_per_group) + ")"
+    return "\n".join([*lines, cost])
+
+
+def save_features(prediction: Prediction, path: str | Path) -> Path:
+    """Write the CLS features (D,) float32 as ``.npy``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, prediction.features.numpy().astype(np.float32))
+    return path
+
