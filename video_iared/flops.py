@@ -11,6 +11,7 @@ different number of tokens in every sample).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -218,7 +219,9 @@ def model_cost_report(model: torch.nn.Module, keep_ratio: float = 1.0, name: str
 
 
 def report_model_cost(cfg: Any, keep_ratio: float = 1.0) -> str:
-    """:func:`model_cost_report` of a config's model (built by ``models.build.build_model``)."""
+    """:func:`model_cost_report` of a config's model (built by ``models.build.build_model``; its
+    weights are not loaded: the cost does not depend on them, and the file need not exist here)."""
     from video_iared.models.build import build_model
 
-    return model_cost_report(build_model(cfg.model), keep_ratio, cfg.model.name)
+    model = build_model(dataclasses.replace(cfg.model, weights=""))
+    return model_cost_report(model, keep_ratio, cfg.model.name)
