@@ -131,6 +131,6 @@ def test_iared_predictor_budget_and_threshold_costs():
     assert threshold.keep.tolist() == [[1.0, 1.0]] * 2
     shape = shape_of(backbone)
     assert torch.equal(dense.macs, model_macs(shape, batch=2))
-    interpreters = threshold.macs - dense.macs  # both interpreters scoring all 64 tokens + CLS
-    assert torch.all(interpreters == 2 * (2 * 32 * 32 + 65 * 2 * 32))
+    interpreters = threshold.macs - dense.macs  # both interpreters: CLS query, fold, key bias; 64 tokens
+    assert torch.all(interpreters == 2 * (2 * 32 * 32 + 32 + 64 * 2 * 32))
     assert torch.all(budget.macs < dense.macs)
