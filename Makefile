@@ -26,6 +26,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/model_speed.py
+	$(PY) benchmarks/pruning_speed.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

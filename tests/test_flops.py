@@ -3,7 +3,12 @@ import pytest
 import timm
 import torch
 
-from video_iared.flops import VitShape, fvcore_macs, keep_ratio_masks, model_macs
+from einops import rearrange
+
+import video_iared  # noqa: F401  registers the variants in timm
+from video_iared.flops import VitShape, fvcore_macs, keep_ratio_masks, model_cost_report, model_macs, shape_of
+from video_iared.models import DeiT, IARed, TimeSformer
+from video_iared.models.tokens import TokenGroups
 
 TIMESFORMER_B = VitShape(embed_dim=768, depth=12, num_heads=12, mlp_ratio=4, patch_size=16, in_chans=3,
                          num_classes=400, num_patches=196, num_frames=8, attention_type="divided_space_time")
@@ -41,7 +46,7 @@ def test_divided_block_by_hand():
     temporal = kept * 3 * d * d + 2 * (2 ** 2 + 1 ** 2) * d + kept * d * d + kept * d * d
     spatial = (kept + 2) * 3 * d * d + 2 * ((2 + 1) ** 2 + (1 + 1) ** 2) * d + (kept + 2) * d * d
     mlp = 2 * (kept + 1) * d * 8
-    interpreter = 2 * d * d + (6 + 1) * 1 * d  # scores CLS + all 6 tokens with one head
+    interpreter = 2 * d * d + d + 6 * 1 * d  # query, folded key weights and bias; 6 tokens, one head
     embed = 6 * d
     got = model_macs(shape, group_starts=[0], group_keep=[keep], interpreter_heads=1)
     assert got.item() == embed + interpreter + temporal + spatial + mlp
@@ -53,3 +58,122 @@ def test_keep_ratio_lowers_cost_monotonically():
              for r in (1.0, 0.7, 0.5)]
     assert costs[0] > costs[1] > costs[2]
     assert costs[2] / costs[0] < 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# fvcore traced on the actual dropped forward (IARed with imposed keep patterns, one sample)
+
+T, GRID = 4, 4
+N = GRID * GRID
+TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, num_classes=5, drop_path_rate=0.0)
+PLANS = {"divided_space_time": ("temporal_groups", "frame_groups"), "joint_space_time": ("sample_groups",),
+         "space_only": ("frame_groups",), "image": ("sample_groups",)}
+
+
+class Traced(torch.nn.Module):
+    """``IARed`` with imposed keep patterns -> (logits, final patch rows, interpreter scores): every value
+    the eager forward computes reaches an output, so the tracer's dead-code elimination drops nothing
+    (the imposed decisions leave the scores unused; only CLS reaches the logits)."""
+
+    def __init__(self, model: IARed, keep: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.model, self.keep = model, keep
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        final = []
+        last = self.model.backbone.blocks[-1]
+        hook = last.register_forward_hook(lambda module, args, out: final.append(out.patches))
+        try:
+            out = self.model(x, keep=self.keep)
+        finally:
+            hook.remove()
+        return out.logits, final[0], *[g.scores for g in out.groups]
+
+
+def padded_slots(groups: TokenGroups) -> tuple[int, int, int, int]:
+    """(padded slots, real rows, padded sum of L², real sum of lengths²) over a plan's buckets."""
+    slots = rows = padded_sq = real_sq = 0
+    for bucket in groups.buckets:
+        count = bucket.groups.numel()
+        lengths = (torch.full((count,), bucket.length) if bucket.mask is None
+                   else bucket.mask.flatten(1).sum(1))
+        slots, rows = slots + count * bucket.length, rows + int(lengths.sum())
+        padded_sq, real_sq = padded_sq + count * bucket.length ** 2, real_sq + int((lengths ** 2).sum())
+    return slots, rows, padded_sq, real_sq
+
+
+def padding_macs(model: IARed, x: torch.Tensor, keep: list[torch.Tensor]) -> int:
+    """MACs the packed forward spends on the padding of its length buckets (attention and interpreter)."""
+    backbone, dim = model.backbone, model.backbone.embed_dim
+    state, total = backbone.embed(x), 0
+    for g, (start, end) in enumerate(zip(model.group_starts, model.group_ends)):
+        slots, rows, _, _ = padded_slots(state.rows_by_cls)
+        total += (slots - rows) * dim * model.interpreters[g].num_heads
+        state = state.select(rearrange(keep[g], "b t n -> b (n t)"))
+        for plan in PLANS[shape_of(backbone).attention_type]:
+            _, _, padded_sq, real_sq = padded_slots(getattr(state.layout, plan))
+            total += (end - start) * 2 * dim * (padded_sq - real_sq)
+    return total
+
+
+def keep_patterns(frames: int) -> dict[str, list[torch.Tensor]]:
+    """Keep patterns (B, T, N) for two groups. 'all' and 'even' (one sample) fill every length bucket
+    exactly; 'random' (one sample) pads frames 0 and 1 into one bucket (divided, space-only); 'batch'
+    (three samples) pads samples 0 and 1 into one bucket for every attention type."""
+    gen = torch.Generator().manual_seed(7)
+    even = torch.zeros(1, frames, N, dtype=torch.bool)
+    even[..., ::2] = True                                     # same locations in every frame
+    random = torch.rand(1, frames, N, generator=gen) < 0.6
+    random[0, 0] = torch.arange(N) < 11
+    if frames > 1:
+        random[0, 1] = torch.arange(N) < 10                   # 11 and 10 tokens + CLS: one bucket
+        random[0, -1] = False                                 # a frame without tokens
+    batch = torch.rand(3, frames, N, generator=gen) < 0.5
+    batch[0], batch[1] = True, True
+    batch[1, 0, :2] = False                                   # N*T vs N*T - 2 tokens
+    later = batch & (torch.rand(3, frames, N, generator=gen) < 0.9)
+    later[2] = False                                          # sample 2 loses every token
+    return {"all": [torch.ones(1, frames, N, dtype=torch.bool)] * 2,
+            "even": [even, even & (torch.arange(N) < 12)],
+            "random": [random, random & (torch.rand(1, frames, N, generator=gen) < 0.7)],
+            "batch": [batch, later]}
+
+
+def tiny_backbone(attention_type: str) -> torch.nn.Module:
+    if attention_type == "image":
+        return DeiT(**TINY)
+    return TimeSformer(**TINY, num_frames=T, attention_type=attention_type)
+
+
+@pytest.mark.parametrize("attention_type", list(PLANS))
+def test_analytic_equals_fvcore_on_dropped_forward(attention_type):
+    """Exactly, once the padding of the length buckets (groups within 12.5 % of a bucket's length share
+    it) is added; where the buckets need no padding the two are equal as they are."""
+    model = IARed(tiny_backbone(attention_type), group_starts=(0, 2), interpreter_heads=2).eval()
+    shape = shape_of(model)
+    for name, keep in keep_patterns(shape.num_frames).items():
+        x = torch.randn(keep[0].shape[0], 3, T, 32, 32)
+        if attention_type == "image":
+            x = x[:, :, 0]
+        traced, unsupported = fvcore_macs(Traced(model, keep), (x,))
+        assert unsupported == {}
+        analytic = model_macs(shape, group_starts=(0, 2), group_keep=keep, interpreter_heads=2).sum().item()
+        padding = padding_macs(model, x, keep)
+        assert traced == analytic + padding, name
+        assert padding <= 0.05 * analytic, name
+        padded = name == "batch" or (name == "random" and "frame_groups" in PLANS[attention_type])
+        assert (padding > 0) == padded, name
+
+
+def test_cost_report_of_iared_model():
+    backbone = timm.create_model("timesformer_tiny_patch8_32", num_frames=4)
+    dense = model_cost_report(backbone, name="timesformer_tiny_patch8_32")
+    assert "timesformer_tiny_patch8_32 (divided_space_time, 4 frames, 16 patches/frame)" in dense
+    assert "ratio 1.000" in dense
+    report = model_cost_report(IARed(backbone, group_starts=(1, 2, 3), interpreter_heads=4), keep_ratio=0.5)
+    assert report.startswith("model            TimeSformer")
+    assert "before blocks [1, 2, 3], 4 heads, cumulative keep 0.500, 0.250, 0.125" in report
+    ratio = float(report.split("ratio ")[1].split(")")[0])
+    assert 0.3 < ratio < 0.6
+    deit = timm.create_model("packed_deit_small_patch16_224")
+    assert "image, 1 frames, 196 patches/frame" in model_cost_report(deit)

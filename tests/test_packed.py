@@ -125,3 +125,19 @@ def test_packed_training_with_checkpointing_and_bf16_autocast():
     assert torch.isfinite(model.blocks[2].attn.qkv.weight.grad).all()
     assert model.blocks[2].attn.qkv.weight.grad.abs().sum() > 0
     assert iared.interpreters[1].qk.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("attention_type", TYPES)
+def test_masking_equals_removal(attention_type):
+    """The masking baseline (dropped tokens kept as rows, hidden as keys) gives the packed results."""
+    model = build(attention_type)
+    clip = torch.randn(B, 3, T, 32, 32)
+    first, second = (rearrange(p, "b t n -> b (n t)") for p in keep_patterns())
+    with torch.no_grad():
+        packed = model.forward_blocks(model.embed(clip).select(first), 0, 2).select(second)
+        masked = model.forward_blocks(model.embed(clip).hide(first), 0, 2).hide(second)
+        packed, masked = model.forward_blocks(packed, 2), model.forward_blocks(masked, 2)
+    assert masked.patches.shape[0] == B * T * N and torch.isfinite(masked.patches).all()
+    assert (model.pool(masked) - model.pool(packed)).abs().max() <= 1e-5
+    kept = (first & second).flatten()
+    assert (masked.patches[kept] - packed.patches).abs().max() <= 1e-5

@@ -11,6 +11,7 @@ different number of tokens in every sample).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -42,7 +43,8 @@ def _attention(tokens: torch.Tensor, sq_lengths: torch.Tensor, dim: int) -> torc
     return tokens * 4 * dim * dim + 2 * sq_lengths * dim
 
 
-def _mlp(tokens: torch.Tensor, shape: VitShape) -> torch.Tensor:
+def mlp_macs(shape: VitShape, tokens: torch.Tensor) -> torch.Tensor:
+    """fc1 + fc2 on ``tokens`` tokens per sample."""
     return 2 * tokens * shape.embed_dim * shape.mlp_hidden
 
 
@@ -64,24 +66,29 @@ def block_macs(shape: VitShape, keep: torch.Tensor) -> torch.Tensor:
         temporal = _attention(kept, (per_location ** 2).sum(1), d) + kept * d * d  # + temporal_fc
         spatial_tokens = kept + frames  # each frame's tokens plus its CLS copy
         spatial = _attention(spatial_tokens, ((per_frame + 1) ** 2).sum(1), d)
-        return temporal + spatial + _mlp(kept + 1, shape)
+        return temporal + spatial + mlp_macs(shape, kept + 1)
     if shape.attention_type in ("joint_space_time", "image"):
         tokens = kept + 1
-        return _attention(tokens, tokens ** 2, d) + _mlp(tokens, shape)
+        return _attention(tokens, tokens ** 2, d) + mlp_macs(shape, tokens)
     if shape.attention_type == "space_only":
         tokens = kept + frames
-        return _attention(tokens, ((per_frame + 1) ** 2).sum(1), d) + _mlp(tokens, shape)
+        return _attention(tokens, ((per_frame + 1) ** 2).sum(1), d) + mlp_macs(shape, tokens)
     raise ValueError(f"unknown attention_type {shape.attention_type!r}")
 
 
-def interpreter_macs(shape: VitShape, tokens_in: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """One multi-head interpreter scoring ``tokens_in`` tokens (CLS included) per sample.
+def interpreter_macs(shape: VitShape, kept: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """One multi-head interpreter (as implemented: query folded through the keys) scoring ``kept``
+    present patch tokens per sample.
 
-    The CLS query projection (dim²), folding it through each head's key weights (dim² over all
-    heads) and one dot product per head and token (heads × dim).
+    Per CLS query (one per sample; one per frame for space-only): its projection (dim²), folding it
+    through every head's key weights (dim²) and key bias (dim); per scored token one dot product per
+    head (heads × dim). ``num_heads`` 0 is a free scorer (random dropping): no MACs.
     """
+    if num_heads == 0:
+        return torch.zeros_like(kept, dtype=torch.float64)
     d = shape.embed_dim
-    return 2 * d * d + tokens_in * num_heads * d
+    queries = shape.num_frames if shape.attention_type == "space_only" else 1
+    return queries * (2 * d * d + d) + kept * num_heads * d
 
 
 def model_macs(shape: VitShape, batch: int = 1, group_starts: Sequence[int] = (),
@@ -102,9 +109,8 @@ def model_macs(shape: VitShape, batch: int = 1, group_starts: Sequence[int] = ()
     keep, starts = dense, dict(zip(group_starts, group_keep))
     for b in range(shape.depth):
         if b in starts:
-            cls_tokens = t if shape.attention_type == "space_only" else 1
-            total += interpreter_macs(shape, keep.sum((1, 2)).double() + cls_tokens, interpreter_heads)
-            keep = starts[b]
+            total += interpreter_macs(shape, keep.sum((1, 2)).double(), interpreter_heads)
+            keep = starts[b] & keep
         total += block_macs(shape, keep)
     return total + d * shape.num_classes
 
@@ -138,6 +144,20 @@ def _sdpa_handle(inputs: list[Any], outputs: list[Any]) -> int:
     return batch * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
+def _einsum_handle(inputs: list[Any], outputs: list[Any]) -> int:
+    """fvcore's einsum handle reads numpy's FLOP estimate rounded to 4 significant digits; a
+    two-operand einsum costs exactly one MAC per combination of all its indices."""
+    from fvcore.nn.jit_handles import einsum_flop_jit, get_shape
+
+    equation = inputs[0].toIValue().replace(" ", "")
+    shapes = [get_shape(v) for v in inputs[1].node().inputs()]
+    terms = equation.split("->")[0].split(",")
+    if len(shapes) != 2 or "." in equation:
+        return einsum_flop_jit(inputs, outputs)
+    sizes = {letter: size for term, shape in zip(terms, shapes) for letter, size in zip(term, shape)}
+    return math.prod(sizes.values())
+
+
 def fvcore_macs(model: torch.nn.Module, inputs: Any) -> tuple[int, dict[str, int]]:
     """Trace ``model(*inputs)`` with fvcore; returns (total MACs, unsupported matmul-like ops).
 
@@ -148,6 +168,7 @@ def fvcore_macs(model: torch.nn.Module, inputs: Any) -> tuple[int, dict[str, int
 
     analysis = FlopCountAnalysis(model, inputs)
     analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_handle)
+    analysis.set_op_handle("aten::einsum", _einsum_handle)
     for norm in ("aten::layer_norm", "aten::group_norm", "aten::batch_norm", "aten::instance_norm"):
         # Not counted (module docstring). A None handle would only silence fvcore, not drop the count.
         analysis.set_op_handle(norm, lambda inputs, outputs: 0)
@@ -159,11 +180,12 @@ def fvcore_macs(model: torch.nn.Module, inputs: Any) -> tuple[int, dict[str, int
 
 
 def shape_of(model: torch.nn.Module) -> VitShape:
-    """Read a TimeSformer's (or timm ViT's) dimensions off the module."""
+    """Read a TimeSformer's or DeiT's (or timm ViT's) dimensions off the module (an IA-RED² model's
+    backbone)."""
+    model = getattr(model, "backbone", model)
     block = model.blocks[0]
     patch = model.patch_embed.proj.kernel_size[0]
-    grid = getattr(model, "grid_size", None)  # TimeSformer: an int; timm ViT: on patch_embed instead
-    num_patches = grid * grid if isinstance(grid, int) else model.patch_embed.num_patches
+    num_patches = model.pos_embed.shape[1] - 1  # pos_embed holds CLS + one entry per patch
     return VitShape(embed_dim=model.embed_dim, depth=len(model.blocks), num_heads=block.attn.num_heads,
                     mlp_ratio=block.mlp.fc1.out_features / model.embed_dim, patch_size=patch,
                     in_chans=model.patch_embed.proj.in_channels, num_classes=model.num_classes,
@@ -171,27 +193,32 @@ def shape_of(model: torch.nn.Module) -> VitShape:
                     attention_type=getattr(model, "attention_type", "image"))
 
 
-def report_model_cost(cfg: Any, keep_ratio: float = 1.0) -> str:
-    """A short text report of a config's model: parameters and GFLOPs per view at a keep ratio.
+def model_cost_report(model: torch.nn.Module, keep_ratio: float = 1.0, name: str = "") -> str:
+    """A short text report of a (TimeSformer, DeiT or IA-RED²) model: parameters and GFLOPs per view.
 
     With interpreters, ``keep_ratio`` is the share of the remaining tokens each interpreter keeps
     (so after group g the cumulative share is keep_ratio ** (g + 1)).
     """
-    from video_iared.models.build import build_model
-
-    model = build_model(cfg.model)
     shape = shape_of(model)
-    starts = list(cfg.model.interpreter_blocks)
+    starts = list(getattr(model, "group_starts", []))
+    heads = model.interpreters[0].num_heads if starts else 0
     ratios = [keep_ratio ** (g + 1) for g in range(len(starts))]
     macs = model_macs(shape, group_starts=starts, group_keep=keep_ratio_masks(shape, ratios),
-                      interpreter_heads=cfg.model.interpreter_heads).item()
+                      interpreter_heads=heads).item()
     dense = model_macs(shape).item()
     params = sum(p.numel() for p in model.parameters())
-    lines = [f"model            {cfg.model.name} ({shape.attention_type}, {shape.num_frames} frames, "
-             f"{shape.num_patches} patches/frame)",
+    lines = [f"model            {name or type(getattr(model, 'backbone', model)).__name__} "
+             f"({shape.attention_type}, {shape.num_frames} frames, {shape.num_patches} patches/frame)",
              f"parameters       {params / 1e6:.2f} M",
              f"GFLOPs per view  {macs / 1e9:.2f}  (dense {dense / 1e9:.2f}, ratio {macs / dense:.3f})"]
     if starts:
-        lines.append(f"interpreters     before blocks {starts}, cumulative keep "
+        lines.append(f"interpreters     before blocks {starts}, {heads} heads, cumulative keep "
                      + ", ".join(f"{r:.3f}" for r in ratios))
     return "\n".join(lines)
+
+
+def report_model_cost(cfg: Any, keep_ratio: float = 1.0) -> str:
+    """:func:`model_cost_report` of a config's model (built by ``models.build.build_model``)."""
+    from video_iared.models.build import build_model
+
+    return model_cost_report(build_model(cfg.model), keep_ratio, cfg.model.name)

@@ -1,4 +1,5 @@
-"""Models: TimeSformer, IA-RED² interpreters, token bookkeeping, weight loading, timm registry."""
+"""Models: TimeSformer, DeiT, IA-RED² interpreters, token bookkeeping, weight loading, timm registry."""
+from .deit import DeiT
 from .iared import GroupDecision, IARed, IARedOutput
 from .interpreter import MultiHeadInterpreter, decide
 from .layers import Attention, capture_cls_attention
@@ -7,7 +8,7 @@ from .timesformer import Block, TimeSformer
 from .tokens import TokenGroups, TokenLayout, TokenState
 from .weights import LoadReport, WeightsError, load_weights
 
-__all__ = ["Attention", "Block", "GroupDecision", "IARed", "IARedOutput", "LoadReport", "ModelInfo",
+__all__ = ["Attention", "Block", "DeiT", "GroupDecision", "IARed", "IARedOutput", "LoadReport", "ModelInfo",
            "MultiHeadInterpreter", "TimeSformer", "TokenGroups", "TokenLayout", "TokenState", "WeightsError",
            "capture_cls_attention", "decide", "get_model_info", "list_variants", "load_weights",
            "model_defaults"]

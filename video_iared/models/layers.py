@@ -1,12 +1,12 @@
 """Building blocks shared by every backbone and attention type: attention over token groups, the
-per-sample drop path on packed rows, and CLS-attention capture for heatmaps and baselines.
+per-sample drop path on packed rows, the block loop, and CLS-attention capture for heatmaps and baselines.
 
 MLP and DropPath come from timm (``timm.layers``); parameter names follow the official TimeSformer
 (``qkv``, ``proj``) so checkpoints load strictly.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from timm.layers import DropPath
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
-from .tokens import TokenGroups
+from .tokens import TokenGroups, TokenState
 
 ClsAttentionSink = Callable[["Attention", list[Tensor], "TokenGroups | None"], None]
 
@@ -131,3 +132,14 @@ class PatchEmbed(nn.Module):
         frames = x.shape[2]
         x = self.proj(rearrange(x, "b c t h w -> (b t) c h w"))
         return rearrange(x, "(b t) d h w -> b t h w d", t=frames)
+
+
+def run_blocks(blocks: Iterable[nn.Module], state: TokenState, checkpointing: bool = False) -> TokenState:
+    """Run ``state`` through ``blocks`` (each ``TokenState -> TokenState``); with ``checkpointing``
+    each block's activations are recomputed in the backward pass (memory for compute)."""
+    for block in blocks:
+        if checkpointing and torch.is_grad_enabled():
+            state = checkpoint(block, state, use_reentrant=False)
+        else:
+            state = block(state)
+    return state

@@ -1,4 +1,4 @@
-"""TimeSformer variants in timm's registry, each with the input metadata its recipe expects.
+"""TimeSformer and packed DeiT variants in timm's registry, each with the input metadata its recipe expects.
 
 ``timm.create_model("timesformer_base_patch16_224", num_frames=8)`` works after ``import video_iared``;
 nothing is downloaded (load weights with :func:`video_iared.models.load_weights`). The data layer reads
@@ -11,6 +11,9 @@ from typing import Any
 
 from timm.models import register_model
 
+from torch import nn
+
+from .deit import DeiT
 from .timesformer import TimeSformer
 
 
@@ -18,7 +21,7 @@ from .timesformer import TimeSformer
 class ModelInfo:
     """Input a model was trained with (official Kinetics recipes): clip sampling, crop, normalisation."""
 
-    num_frames: int
+    num_frames: int                               # 1 for image models
     sampling_rate: int
     crop_size: int
     train_jitter: tuple[int, int]                 # short-side scale range for training crops
@@ -27,22 +30,28 @@ class ModelInfo:
 
 
 _VIT_B = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, qkv_bias=True)
+# ImageNet DeiT: 224 crops (test: short side 256, centre crop), ImageNet mean/std
+_IMAGENET = ModelInfo(1, 1, 224, (224, 256), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
-# name -> (metadata, constructor defaults)
-_VARIANTS: dict[str, tuple[ModelInfo, dict[str, Any]]] = {
+# name -> (metadata, model class, constructor defaults)
+_VARIANTS: dict[str, tuple[ModelInfo, type[nn.Module], dict[str, Any]]] = {
     # TimeSformer_divST_8x32_224: 8 frames every 32, 224 crops (K400 78.0 % top-1)
-    "timesformer_base_patch16_224": (ModelInfo(8, 32, 224, (256, 320)),
+    "timesformer_base_patch16_224": (ModelInfo(8, 32, 224, (256, 320)), TimeSformer,
                                      dict(img_size=224, num_frames=8, **_VIT_B)),
     # TimeSformer-HR, TimeSformer_divST_16x16_448
-    "timesformer_hr_patch16_448": (ModelInfo(16, 16, 448, (448, 512)),
+    "timesformer_hr_patch16_448": (ModelInfo(16, 16, 448, (448, 512)), TimeSformer,
                                    dict(img_size=448, num_frames=16, **_VIT_B)),
     # TimeSformer-L, TimeSformer_divST_96x4_224: ViT-B over 96 frames
-    "timesformer_large_patch16_224": (ModelInfo(96, 4, 224, (256, 320)),
+    "timesformer_large_patch16_224": (ModelInfo(96, 4, 224, (256, 320)), TimeSformer,
                                       dict(img_size=224, num_frames=96, **_VIT_B)),
     # CPU tests and demos: 32x32 frames, 4x4 patches of 8 pixels
-    "timesformer_tiny_patch8_32": (ModelInfo(8, 4, 32, (32, 40)),
+    "timesformer_tiny_patch8_32": (ModelInfo(8, 4, 32, (32, 40)), TimeSformer,
                                    dict(img_size=32, patch_size=8, num_frames=8, embed_dim=96, depth=4,
                                         num_heads=4, mlp_ratio=4.0, qkv_bias=True, drop_path_rate=0.0)),
+    # timm's deit_{tiny,small,base}_patch16_224 (same weights) on the packed token state
+    "packed_deit_tiny_patch16_224": (_IMAGENET, DeiT, dict(embed_dim=192, depth=12, num_heads=3)),
+    "packed_deit_small_patch16_224": (_IMAGENET, DeiT, dict(embed_dim=384, depth=12, num_heads=6)),
+    "packed_deit_base_patch16_224": (_IMAGENET, DeiT, dict(embed_dim=768, depth=12, num_heads=12)),
 }
 
 
@@ -61,19 +70,19 @@ def list_variants() -> list[str]:
 def model_defaults(name: str) -> dict[str, Any]:
     """Constructor keyword arguments of a registered variant."""
     get_model_info(name)
-    return dict(_VARIANTS[name][1])
+    return dict(_VARIANTS[name][2])
 
 
 _TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
 
-def _create(name: str, pretrained: bool, kwargs: dict[str, Any]) -> TimeSformer:
+def _create(name: str, pretrained: bool, kwargs: dict[str, Any]) -> nn.Module:
     if pretrained:
         raise ValueError(f"{name}: no weights are downloaded; build it, then "
                          "video_iared.models.load_weights(model, 'TimeSformer_divST_8x32_224_K400.pyth')")
     for key in _TIMM_ONLY:
         kwargs.pop(key, None)
-    return TimeSformer(**{**model_defaults(name), **kwargs})
+    return _VARIANTS[name][1](**{**model_defaults(name), **kwargs})
 
 
 @register_model
@@ -98,3 +107,21 @@ def timesformer_large_patch16_224(pretrained: bool = False, **kwargs: Any) -> Ti
 def timesformer_tiny_patch8_32(pretrained: bool = False, **kwargs: Any) -> TimeSformer:
     """Tiny TimeSformer for CPU tests and demos: 32x32 frames, dim 96, depth 4, 4 heads, 8 frames."""
     return _create("timesformer_tiny_patch8_32", pretrained, kwargs)
+
+
+@register_model
+def packed_deit_tiny_patch16_224(pretrained: bool = False, **kwargs: Any) -> DeiT:
+    """DeiT-Ti/16 at 224 (timm's ``deit_tiny_patch16_224`` weights) on the packed token state."""
+    return _create("packed_deit_tiny_patch16_224", pretrained, kwargs)
+
+
+@register_model
+def packed_deit_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> DeiT:
+    """DeiT-S/16 at 224 (timm's ``deit_small_patch16_224`` weights) on the packed token state."""
+    return _create("packed_deit_small_patch16_224", pretrained, kwargs)
+
+
+@register_model
+def packed_deit_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> DeiT:
+    """DeiT-B/16 at 224 (timm's ``deit_base_patch16_224`` weights) on the packed token state."""
+    return _create("packed_deit_base_patch16_224", pretrained, kwargs)

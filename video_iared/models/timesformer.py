@@ -20,9 +20,8 @@ import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
 from timm.layers import Mlp, trunc_normal_
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-from .layers import Attention, PatchEmbed, SampleDropPath
+from .layers import Attention, PatchEmbed, SampleDropPath, run_blocks
 from .tokens import TokenLayout, TokenState
 
 AttentionType = Literal["divided_space_time", "joint_space_time", "space_only"]
@@ -164,12 +163,7 @@ class TimeSformer(nn.Module):
 
     def forward_blocks(self, state: TokenState, start: int = 0, end: int | None = None) -> TokenState:
         """Run blocks ``start:end`` on a (dense or packed) token state."""
-        for block in self.blocks[start:end]:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                state = checkpoint(block, state, use_reentrant=False)
-            else:
-                state = block(state)
-        return state
+        return run_blocks(self.blocks[start:end], state, self.grad_checkpointing)
 
     def pool(self, state: TokenState) -> Tensor:
         """Normed CLS feature (B, D); space-only averages its per-frame CLS tokens first."""

@@ -127,6 +127,26 @@ def make_groups(group_of_row: Tensor, num_groups: int | None = None,
     return TokenGroups(tuple(buckets), slot)
 
 
+def hide_keys(groups: TokenGroups, visible: Tensor) -> TokenGroups:
+    """The same plan with the rows whose ``visible`` (R,) is ``False`` masked out as attention keys.
+
+    They stay rows (queries, linear layers, MLP). A group without any visible row keeps all its keys:
+    its outputs belong to hidden rows only, and a query without keys would make NaNs.
+    """
+    buckets, offset = [], 0
+    for bucket in groups.buckets:
+        count, length = bucket.groups.numel(), bucket.length
+        rows = (torch.arange(offset, offset + count * length, device=visible.device).view(count, length)
+                if bucket.index is None else bucket.index)
+        real = (torch.ones_like(rows, dtype=torch.bool) if bucket.mask is None
+                else bucket.mask.view(count, length))
+        keys = visible[rows] & real                                         # padding is never a key
+        keys = torch.where(keys.any(1, keepdim=True), keys, real)
+        buckets.append(GroupBucket(bucket.groups, length, bucket.index, keys.view(count, 1, 1, length)))
+        offset += count * length
+    return TokenGroups(tuple(buckets), groups.slot)
+
+
 def kept_index(keep: Tensor) -> Tensor:
     """(B, L) bool keep mask -> (M,) increasing flat positions ``b*L + j`` of the kept tokens."""
     return keep.flatten().nonzero().squeeze(1)
@@ -148,8 +168,9 @@ class TokenLayout:
     """Which patch tokens of a ``(batch, frames, locations)`` clip batch are present.
 
     ``index`` (M,) are the flat positions ``b*N*T + n*T + t`` of the present tokens, increasing;
-    ``None`` means every token is present (the dense model). The group plans are computed on first
-    use and cached, so all blocks between two interpreters share them.
+    ``None`` means every token is present (the dense model). ``visible`` (M,) bool marks the rows that
+    attention may use as keys (``None``: all); only the masking baseline (:meth:`hide`) sets it. The
+    group plans are computed on first use and cached, so all blocks between two interpreters share them.
     """
 
     batch: int
@@ -157,6 +178,7 @@ class TokenLayout:
     locations: int
     device: torch.device
     index: Tensor | None = None
+    visible: Tensor | None = None
 
     @property
     def tokens_per_sample(self) -> int:
@@ -197,25 +219,47 @@ class TokenLayout:
         """
         rows = keep.flatten().index_select(0, self.flat).nonzero().squeeze(1)
         index = self.flat.index_select(0, rows)
-        layout = TokenLayout(self.batch, self.frames, self.locations, self.device, index)
+        visible = None if self.visible is None else self.visible.index_select(0, rows)
+        layout = TokenLayout(self.batch, self.frames, self.locations, self.device, index, visible)
         return layout, rows
+
+    def hide(self, keep: Tensor) -> TokenLayout:
+        """Masking instead of removal: tokens whose ``keep`` (B, N*T) entry is ``False`` stay rows but
+        are hidden from attention as keys (the naive alternative: same results for the kept tokens,
+        dense cost)."""
+        visible = keep.flatten().index_select(0, self.flat)
+        if self.visible is not None:
+            visible = visible & self.visible
+        return TokenLayout(self.batch, self.frames, self.locations, self.device, self.index, visible)
+
+    def _plan(self, group_of_row: Tensor, num_cls: int = 0) -> TokenGroups:
+        """Plan for rows ``[num_cls CLS rows, M patches]``; hidden patch rows masked out as keys."""
+        groups = make_groups(group_of_row)
+        if self.visible is None:
+            return groups
+        return hide_keys(groups, torch.cat([self.visible.new_ones(num_cls), self.visible]))
 
     # Attention groups. CLS rows, when a group has one, come first in the row order (slot 0).
     @cached_property
     def temporal_groups(self) -> TokenGroups:
         """Rows grouped by (sample, location): divided attention's temporal step (no CLS)."""
-        return make_groups(self.flat // self.frames)
+        return self._plan(self.flat // self.frames)
 
     @cached_property
     def frame_groups(self) -> TokenGroups:
         """Rows ``[B*T CLS rows, M patches]`` grouped by (sample, frame), CLS in slot 0."""
         cls = torch.arange(self.batch * self.frames, device=self.device)
-        return make_groups(torch.cat([cls, self.sample * self.frames + self.frame]))
+        return self._plan(torch.cat([cls, self.sample * self.frames + self.frame]), self.batch * self.frames)
+
+    @cached_property
+    def sample_with_cls(self) -> Tensor:
+        """(B + M,) sample of every row of ``[B CLS rows, M patches]`` (the rows of ``sample_groups``)."""
+        return torch.cat([torch.arange(self.batch, device=self.device), self.sample])
 
     @cached_property
     def sample_groups(self) -> TokenGroups:
         """Rows ``[B CLS rows, M patches]`` grouped by sample, CLS in slot 0 (joint attention)."""
-        return make_groups(torch.cat([torch.arange(self.batch, device=self.device), self.sample]))
+        return self._plan(self.sample_with_cls, self.batch)
 
 
 @dataclass
@@ -252,3 +296,8 @@ class TokenState:
         """Physically remove the patch rows whose ``keep`` (B, N*T) entry is ``False``."""
         layout, rows = self.layout.select(keep)
         return TokenState(self.cls, self.patches.index_select(0, rows), layout)
+
+    def hide(self, keep: Tensor) -> TokenState:
+        """Mask the patch rows whose ``keep`` (B, N*T) entry is ``False`` out of attention, keeping them
+        as rows (the masking baseline of :meth:`select`)."""
+        return TokenState(self.cls, self.patches, self.layout.hide(keep))
