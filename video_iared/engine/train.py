@@ -91,7 +91,7 @@ class _Trainer:
         if isinstance(self.model, IARed):
             self.model.threshold = cfg.iared.threshold
         self.spec = input_spec(cfg)
-        self.shape = shape_of(getattr(self.model, "backbone", self.model))
+        self.shape = shape_of(self.model)
         self.info = stage_info(cfg, self.shape.depth, self.shape.num_frames * self.shape.num_patches)
         set_trainable(self.model, self.stage)
         self.ema = None
