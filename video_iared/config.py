@@ -30,7 +30,8 @@ class ModelConfig:
     num_classes: int = 400
     num_frames: Optional[int] = None  # None: the registered model's default
     img_size: Optional[int] = None  # None: the registered model's default
-    attention_type: Literal["divided_space_time", "joint_space_time", "space_only"] = "divided_space_time"
+    # None: the registered model's own (image models such as DeiT take none)
+    attention_type: Optional[Literal["divided_space_time", "joint_space_time", "space_only"]] = None
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.1
@@ -154,6 +155,11 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         return [_coerce(v, item, f"{name}[{i}]") for i, v in enumerate(value)]
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads ``1e-3`` (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):

@@ -11,7 +11,6 @@ different number of tokens in every sample).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -223,5 +222,5 @@ def report_model_cost(cfg: Any, keep_ratio: float = 1.0) -> str:
     weights are not loaded: the cost does not depend on them, and the file need not exist here)."""
     from video_iared.models.build import build_model
 
-    model = build_model(dataclasses.replace(cfg.model, weights=""))
+    model = build_model(cfg.model, load=False)
     return model_cost_report(model, keep_ratio, cfg.model.name)

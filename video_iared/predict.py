@@ -104,8 +104,7 @@ def load_model(checkpoint: str | Path, *, config: str | None = None,
     else:
         state, _ = extract_state_dict(raw)
         cfg = load_config(None, [*infer_model_overrides(state), *overrides])
-    cfg.model.weights = ""
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, load=False)  # every weight comes from the checkpoint
     load_weights(model, raw)
     return LoadedModel(model.to(device).eval(), cfg, input_spec(cfg))
 

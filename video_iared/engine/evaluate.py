@@ -197,7 +197,7 @@ def load_model(cfg: Config, checkpoint: str, device: torch.device) -> nn.Module:
     a head for another class count, interpreters missing from a dense checkpoint — is an error that
     names the keys, since it would silently evaluate random weights.
     """
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, load=False)  # every weight comes from ``checkpoint``
     report = load_weights(model, checkpoint, strict=True)
     if report.missing:
         raise WeightsError(

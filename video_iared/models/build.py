@@ -18,25 +18,23 @@ log = logging.getLogger(__name__)
 
 def backbone_kwargs(cfg: ModelConfig) -> dict:
     """Keyword arguments for ``timm.create_model(cfg.name, **kwargs)``; ``None`` values (frames,
-    image size) keep the registered variant's defaults."""
-    kwargs = dict(num_classes=cfg.num_classes, attention_type=cfg.attention_type, drop_rate=cfg.drop_rate,
-                  attn_drop_rate=cfg.attn_drop_rate, drop_path_rate=cfg.drop_path_rate)
-    if cfg.num_frames is not None:
-        kwargs["num_frames"] = cfg.num_frames
-    if cfg.img_size is not None:
-        kwargs["img_size"] = cfg.img_size
-    return kwargs
+    image size, attention type — which image models don't take) keep the registered defaults."""
+    kwargs = dict(num_classes=cfg.num_classes, drop_rate=cfg.drop_rate, attn_drop_rate=cfg.attn_drop_rate,
+                  drop_path_rate=cfg.drop_path_rate)
+    optional = {"attention_type": cfg.attention_type, "num_frames": cfg.num_frames, "img_size": cfg.img_size}
+    return kwargs | {key: value for key, value in optional.items() if value is not None}
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
+def build_model(cfg: ModelConfig, load: bool = True) -> nn.Module:
     """The registered backbone ``cfg.name``, wrapped in :class:`IARed` when ``cfg.interpreter_blocks``
     is set, with ``cfg.weights`` loaded (any file ``load_weights`` understands: official ``.pyth``,
-    ImageNet ViT/DeiT, this project's checkpoints; backbone-only files go into the backbone)."""
+    ImageNet ViT/DeiT, this project's checkpoints; backbone-only files go into the backbone).
+    ``load=False`` skips ``cfg.weights`` (evaluation loads its ``--checkpoint`` instead)."""
     model = timm.create_model(cfg.name, **backbone_kwargs(cfg))
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     if cfg.interpreter_blocks:
         model = IARed(model, group_starts=cfg.interpreter_blocks, interpreter_heads=cfg.interpreter_heads)
-    if cfg.weights:
+    if load and cfg.weights:
         log.info("%s", load_weights(model, cfg.weights))
     return model
