@@ -16,6 +16,10 @@ def test_make_groups_gathers_each_group_in_order_and_scatters_back():
     assert grouped[1][:, :, 0].tolist() == [[5]] and plan.buckets[1].mask is None
     assert plan.buckets[0].mask.flatten(1).tolist() == [[True] * 4, [True] * 3 + [False]]
     assert torch.equal(plan.scatter(grouped), rows)
+    by_id = torch.full((10, 5, 2), -1.0)          # every group at its id, padded past the longest
+    for bucket, part in zip(plan.buckets, grouped):
+        by_id[bucket.groups, : bucket.length] = part
+    assert torch.equal(plan.scatter(by_id), rows)
     one = make_groups(group, tolerance=1.0)       # a single padded bucket
     assert len(one.buckets) == 1 and torch.equal(one.scatter(one.gather(rows)), rows)
 

@@ -29,7 +29,7 @@ from torch import Tensor
 from video_iared.engine.evaluate import Prediction, Predictor
 from video_iared.flops import VitShape, block_macs, mlp_macs, model_macs, shape_of
 from video_iared.models.interpreter import decide
-from video_iared.models.layers import Attention
+from video_iared.models.layers import Attention, group_softmax
 from video_iared.models.timesformer import Block, TimeSformer
 from video_iared.models.tokens import TokenState
 
@@ -69,7 +69,8 @@ def cls_attention_scores(block: Block, state: TokenState) -> Tensor:
 
     Per head h: q = W_q,h LN(cls) + b_q,h, logit_j = scale · q·(W_k,h LN(x_j) + b_k,h), folded as
     (W_k,hᵀ q)·LN(x_j) + q·b_k,h so each token costs heads × dim MACs; softmax over each frame's CLS
-    copy and present tokens (the spatial step's groups); mean over heads.
+    copy and present tokens (the spatial step's groups, a one-query attention over each length bucket with
+    :func:`~video_iared.models.layers.group_softmax`, the block's own softmax); mean over heads.
     """
     attn: Attention = block.attn
     layout, heads = state.layout, block.attn.num_heads
@@ -84,10 +85,9 @@ def cls_attention_scores(block: Block, state: TokenState) -> Tensor:
     patch_logits = torch.einsum("mhd,md->mh", folded[layout.sample], block.norm1(state.patches)) + bias[layout.sample]
     rows = torch.cat([repeat(cls_key, "b h -> (b t) h", t=layout.frames), patch_logits])  # frame_groups' row order
     groups = layout.frame_groups
-    grouped = groups.gather(rows)  # (B*T, L, h)
-    if groups.mask is not None:
-        grouped = grouped.masked_fill(~groups.mask[:, 0, 0, :, None], float("-inf"))
-    weights = groups.scatter(grouped.softmax(1))[layout.batch * layout.frames:].mean(1)  # (M,)
+    weights = [rearrange(group_softmax(rearrange(part, "g l h -> g h 1 l"), bucket.mask), "g h 1 l -> g l h")
+               for part, bucket in zip(groups.gather(rows), groups.buckets)]  # the CLS query's row per bucket
+    weights = groups.scatter(weights)[layout.batch * layout.frames:].mean(1)  # (M,)
     scores = torch.zeros(layout.batch * layout.tokens_per_sample, dtype=weights.dtype, device=weights.device)
     return scores.index_copy_(0, layout.flat, weights).view(layout.batch, layout.tokens_per_sample)
 

@@ -20,7 +20,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from video_iared.models.layers import Attention
+from video_iared.models.layers import Attention, group_softmax
 
 from .rollout import cls_rollout, spatial_step, temporal_step
 
@@ -43,7 +43,7 @@ def interpreter_maps(scores: Sequence[Tensor], grid: tuple[int, int]) -> dict[st
 def _softmax_weights(module: Attention, qkv: Tensor) -> Tensor:
     """(G, L, 3D) projected groups -> (G, L, L) softmax(q kᵀ / √d), averaged over heads."""
     q, k, _ = rearrange(qkv, "g l (three h d) -> three g h l d", three=3, h=module.num_heads).unbind(0)
-    return ((q * module.scale) @ k.transpose(-2, -1)).softmax(-1).mean(1)
+    return group_softmax((q * module.scale) @ k.transpose(-2, -1), None).mean(1)
 
 
 def _head_averaged_attention(module: Attention, args: tuple, kwargs: dict) -> Tensor:

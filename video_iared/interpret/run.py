@@ -7,6 +7,7 @@ and raw attention, rollout and random maps from the dense backbone.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -97,8 +98,8 @@ def mask_batches(loaded: LoadedModel, *, batch_size: int = 8, max_items: int | N
     if imagenet_seg:
         dataset = ImageNetSegmentation(imagenet_seg, size=loaded.spec.crop_size)
     else:
-        dataset = build_dataset(cfg, "val", loaded.spec)
-        if not dataset.with_masks:
+        dataset = build_dataset(cfg, "val", loaded.spec, with_masks=True)   # the engine's default: no masks
+        if not os.path.exists(mask_sidecar_path(dataset.items[0][0])):
             raise FileNotFoundError(f"no mask sidecar beside {dataset.items[0][0]} (expected "
                                     f"{mask_sidecar_path(dataset.items[0][0])})")
     if max_items is not None:

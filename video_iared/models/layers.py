@@ -21,6 +21,18 @@ from .tokens import TokenGroups, TokenState
 ClsAttentionSink = Callable[["Attention", list[Tensor], "TokenGroups | None"], None]
 
 
+def group_softmax(logits: Tensor, mask: Tensor | None) -> Tensor:
+    """Attention weights of padded groups: logits (G, h, Q, L) -> softmax over the L keys.
+
+    ``mask`` (G, 1, 1, L) is a bucket's key mask (``True`` for real keys, ``None`` without padding);
+    padding keys get weight 0. The one softmax of :class:`Attention`'s explicit path and of scorers
+    that compute only some queries' logits (the CLS-attention baseline).
+    """
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    return logits.softmax(-1)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over token groups (Vaswani et al.; ViT/TimeSformer ``Attention``).
 
@@ -61,10 +73,7 @@ class Attention(nn.Module):
                 out = F.scaled_dot_product_attention(
                     q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0)
             else:  # softmax written out, to hand the first query's (CLS) attention row to the sink
-                logits = (q * self.scale) @ k.transpose(-2, -1)          # (G, h, L, L)
-                if mask is not None:
-                    logits = logits.masked_fill(~mask, float("-inf"))
-                weights = logits.softmax(-1)
+                weights = group_softmax((q * self.scale) @ k.transpose(-2, -1), mask)   # (G, h, L, L)
                 cls_rows.append(weights[:, :, 0])                        # (G, h, L)
                 out = F.dropout(weights, self.attn_drop, self.training) @ v
             outs.append(rearrange(out, "g h l d -> g l (h d)"))

@@ -61,8 +61,15 @@ class TokenGroups:
         """(R, C) -> one (G_k, L_k, C) tensor per bucket."""
         return [bucket.gather(rows) for bucket in self.buckets]
 
-    def scatter(self, grouped: list[Tensor]) -> Tensor:
-        """Per-bucket (G_k, L_k, C) -> (R, C), dropping the padding slots."""
+    def scatter(self, grouped: list[Tensor] | Tensor) -> Tensor:
+        """Per-bucket (G_k, L_k, C) -> (R, C), dropping the padding slots.
+
+        A single tensor (G, L, C) holds every group in id order, padded to any ``L`` >= the longest
+        (what :func:`~video_iared.models.layers.capture_cls_attention` records); for a one-bucket plan in
+        id order the two forms coincide.
+        """
+        if isinstance(grouped, Tensor):
+            grouped = [grouped[bucket.groups, : bucket.length] for bucket in self.buckets]
         flat = [part.reshape(-1, part.shape[-1]) for part in grouped]
         flat = flat[0] if len(flat) == 1 else torch.cat(flat)
         return flat if self.slot is None else flat.index_select(0, self.slot)
