@@ -1,7 +1,7 @@
 """Issue 6's acceptance on the tiny synthetic config: the paper's three stages, trained once per session."""
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.acceptance]
 
 
 def _figures(results: dict) -> str:
