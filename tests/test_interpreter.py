@@ -115,3 +115,15 @@ def test_other_attention_types_run_with_interpreters(attention_type):
     with torch.no_grad():
         out = model(torch.randn(2, 3, 4, 32, 32))
     assert [g.kept.tolist() for g in out.groups] == [[32, 32], [16, 16]]
+
+
+def test_batch_that_drops_every_token_still_classifies():
+    """A threshold no score reaches empties the whole batch after group 0; later groups and the head
+    run on the CLS tokens alone (an interpreter stage can reach this while learning)."""
+    torch.manual_seed(0)
+    model = IARed(TimeSformer(img_size=16, patch_size=8, embed_dim=32, depth=3, num_heads=2, num_frames=2,
+                              num_classes=5, drop_path_rate=0.0), group_starts=(1, 2), interpreter_heads=2,
+                  threshold=1.1).eval()
+    out = model(torch.randn(2, 3, 2, 16, 16), decision="threshold")
+    assert out.logits.shape == (2, 5) and torch.isfinite(out.logits).all()
+    assert [g.kept.tolist() for g in out.groups] == [[0, 0], [0, 0]]

@@ -125,8 +125,10 @@ class IARed(nn.Module):
 
     def _scores(self, group: int, state: TokenState) -> Tensor:
         """(B, N*T) interpreter scores of the present tokens, 0 for absent ones."""
-        rows = self.interpreters[group](state.cls, state.patches, state.rows_by_cls)
         layout = state.layout
+        if state.patches.shape[0] == 0:  # every token of the batch already dropped: nothing to score
+            return state.patches.new_zeros(layout.batch, layout.tokens_per_sample)
+        rows = self.interpreters[group](state.cls, state.patches, state.rows_by_cls)
         return unpack(rows, layout.flat, layout.batch, layout.tokens_per_sample)
 
     @staticmethod
