@@ -24,7 +24,7 @@ def test_read_clip_decodes_exactly_the_asked_frames(tmp_path):
 
 
 def test_odd_size_and_other_fps(tmp_path):
-    path = ramp_video(str(tmp_path / "odd.mp4"), num_frames=40, height=37, width=51, fps=15)
+    ramp_video(str(tmp_path / "odd.mp4"), num_frames=40, height=37, width=51, fps=15)
     ds_dir = tmp_path
     (ds_dir / "l.csv").write_text("odd.mp4 0\n")
     ds = VideoDataset(str(ds_dir / "l.csv"), split="val", num_frames=4, sampling_rate=2, crop_size=16, test_scale=16)

@@ -1,6 +1,5 @@
 """Distributed setup from the environment, and the resumable distributed sampler."""
 import pytest
-import torch
 from torch.utils.data import DistributedSampler
 
 from video_iared.engine.distributed import DistEnv, DistributedSetupError, detect, port_for_job
