@@ -22,19 +22,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 cloudpickle.register_pickle_by_value(resize_videos)  # data_prep/ is scripts, not a package a job imports
 
 # The engine as slurm/submit.py launches it: configs/tiny/backbone.yaml on 2 CPU tasks, made slow enough
-# per step (64 px, 32-frame clips) that checkpoints land > 5 s apart. A hard requeue (SIGTERM, which
-# submitit ignores, then SIGKILL after KillWait=5 s) lets the job run ~5 s on, so the kill still lands
-# between checkpoints. 96 videos / 2 tasks / batch 2 = 24 steps an epoch: a mid-epoch checkpoint every
-# CKPT_EVERY steps and one at each epoch end.
-EPOCHS, STEPS_PER_EPOCH, CKPT_EVERY = 2, 24, 12
+# per step (64 px, 32-frame clips; ~0.8 s a step on 2 busy cores) that checkpoints land ~13 s apart. A hard
+# requeue (SIGTERM, which submitit ignores, then SIGKILL after KillWait=5 s) lets the job run ~5 s on, so
+# the kill still lands between checkpoints. 192 videos / 2 tasks / batch 2 = 48 steps in one epoch, with
+# checkpoints at steps 16 and 32 (both interruptions resume mid-epoch) and at the end.
+EPOCHS, STEPS_PER_EPOCH, CKPT_EVERY = 1, 48, 16
 STEPS = EPOCHS * STEPS_PER_EPOCH
-SYNTHETIC = dict(num_train=96, num_val=4, size=64, frames=32)
+SYNTHETIC = dict(num_train=192, num_val=4, size=64, frames=32)
 # --time over 10 min, or submitit takes every USR2 for the time limit (it treats the last 10 min as such)
 CLUSTER = ["--tasks-per-node", "2", "--cpus-per-task", "1", "--partition", "debug", "--time", "30"]
-OVERRIDES = [f"optim.epochs={EPOCHS}", f"run.ckpt_every_steps={CKPT_EVERY}", "run.log_every=1",
-             "run.device=cpu", "data.batch_size=2", "data.num_workers=0", "model.num_classes=4",
-             "model.img_size=64", "data.crop_size=64", "data.train_jitter_scales=[64,80]",
-             "model.num_frames=32", "data.num_frames=32", "data.sampling_rate=1"]
+OVERRIDES = [f"optim.epochs={EPOCHS}", "optim.warmup_epochs=0.25", f"run.ckpt_every_steps={CKPT_EVERY}",
+             "run.log_every=1", "run.device=cpu", "data.batch_size=2", "data.num_workers=0",
+             "model.num_classes=4", "model.img_size=64", "model.num_frames=32", "data.crop_size=64",
+             "data.train_jitter_scales=[64,80]", "data.num_frames=32", "data.sampling_rate=1"]
 
 
 @pytest.fixture(scope="session")
@@ -83,15 +83,16 @@ def _wait_for(predicate, timeout: float, what: str, job_folder: Path | None = No
 
 
 def _interrupt(cluster: LocalSlurm, job_id: str, output_dir: Path, command: list[str],
-               after: int) -> tuple[int, int]:
-    """Send ``command JOBID`` one step after a checkpoint past step ``after``; return (resume step,
-    last step reached)."""
+               after: int) -> tuple[int, int, int]:
+    """Send ``command JOBID`` one step after a checkpoint past step ``after``; return (the checkpoint's
+    step, the step the job resumes from, the last step reached)."""
     logs = output_dir / "slurm" / job_id
     step = lambda: _last_step(output_dir)  # noqa: E731
     _wait_for(lambda: step() > max(after, CKPT_EVERY) and step() % CKPT_EVERY == 1
               and _job_state(cluster, job_id) == "RUNNING", 240, "a step just past a checkpoint", logs)
     cluster.run(*command, job_id)
     reached = _last_step(output_dir)
+    before = reached // CKPT_EVERY * CKPT_EVERY
 
     def stopped() -> bool:  # back in the queue with every task gone: the checkpoint is final until rerun
         nonlocal reached
@@ -101,7 +102,7 @@ def _interrupt(cluster: LocalSlurm, job_id: str, output_dir: Path, command: list
     _wait_for(stopped, 120, f"job {job_id} to be requeued after {command[0]}", logs)
     resumed = _checkpoint_step(output_dir)
     _wait_for(lambda: _job_state(cluster, job_id) == "RUNNING", 180, f"job {job_id} to run again", logs)
-    return resumed, reached
+    return before, resumed, reached
 
 
 def _result(result: dict) -> dict:
@@ -125,7 +126,7 @@ def test_two_task_ddp_training_job(reference_run):
     assert (state["global_step"], state["epoch"], state["world_size"]) == (STEPS, EPOCHS, 2)
     rows = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows if row["split"] == "train"] == list(range(1, STEPS + 1))
-    assert [row["step"] for row in rows if row["split"] == "val"] == [STEPS_PER_EPOCH, STEPS]
+    assert [row["step"] for row in rows if row["split"] == "val"] == [STEPS]
     (script,) = [path.read_text() for path in (output_dir / "slurm").glob("*/*_submission.sh")]
     for flag in ("#SBATCH --ntasks-per-node=2", "#SBATCH --cpus-per-task=1", "#SBATCH --partition=debug",
                  "#SBATCH --requeue", "#SBATCH --signal=USR2@90"):
@@ -138,8 +139,10 @@ def test_preempted_job_resumes_exactly(slurm_cluster, slurm_synthetic, reference
     # submitit's checkpoint path (USR2 -> checkpoint() -> requeue), then a hard requeue (no checkpoint call)
     reached = 0
     for command in (["scancel", "--signal=USR2"], ["scontrol", "requeue"]):
-        resumed, reached = _interrupt(slurm_cluster, job.job_id, output_dir, command, after=reached)
-        assert 0 < resumed < reached, f"{command[0]} did not land between checkpoints ({resumed}, {reached})"
+        before, resumed, reached = _interrupt(slurm_cluster, job.job_id, output_dir, command, after=reached)
+        assert 0 < before == resumed < reached, (
+            f"{command[0]} did not land between checkpoints: sent after the step {before} checkpoint, "
+            f"resumed from step {resumed}, reached step {reached}")
     assert [_result(r) for r in job.results()] == [_result(r) for r in reference_run[1]]
     assert slurm_cluster.run("scontrol", "show", "job", job.job_id).count("Restarts=2") == 1
     log = next((output_dir / "slurm").glob("*/*_0_log.out")).read_text()  # appended across requeues
