@@ -1,11 +1,12 @@
-"""Session fixtures: the data tests' videos, a small generated synthetic set, and one run of the tiny
-three-stage pipeline shared by every test that needs a trained model."""
+"""Session fixtures: the data tests' videos, a local SLURM cluster, a small generated synthetic set, and
+one run of the tiny three-stage pipeline shared by every test that needs a trained model."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
+from slurm_cluster import slurm_cluster  # noqa: F401  (the session's local SLURM cluster, for test_slurm)
 from tests.data_fixtures import *  # noqa: F401,F403  (tiny_video_dir for the data tests)
 from train_helpers import REPO, make_synthetic
 
