@@ -64,13 +64,13 @@ def infer_model_overrides(state: dict[str, Tensor]) -> list[str]:
     dim, patch = proj.shape[0], proj.shape[-1]
     depth = len({key.split(".")[1] for key in state if key.startswith("blocks.")})
     img_size = grid * patch
-    candidates = [name for name in list_variants()
-                  if (model_defaults(name)["patch_size"], model_defaults(name)["embed_dim"],
-                      model_defaults(name)["depth"]) == (patch, dim, depth)]
+    shapes = {name: model_defaults(name) for name in list_variants()}
+    candidates = [name for name, kw in shapes.items()
+                  if (kw.get("patch_size"), kw.get("embed_dim"), kw.get("depth")) == (patch, dim, depth)]
     if not candidates:
         raise WeightsError(f"no registered model has patch {patch}, width {dim} and depth {depth}; "
                            "pass --config naming one")
-    name = min(candidates, key=lambda n: abs(model_defaults(n)["img_size"] - img_size))
+    name = min(candidates, key=lambda n: abs(shapes[n].get("img_size", img_size) - img_size))
     if any(".temporal_attn." in key for key in state):
         attention = "divided_space_time"
     else:
