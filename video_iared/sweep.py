@@ -13,17 +13,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import torch
 from torch import nn
 
 from video_iared import baselines
 from video_iared.config import Config
-from video_iared.data.transforms import normalize_on_device
 from video_iared.engine import distributed
-from video_iared.engine.datasets import input_spec
-from video_iared.engine.evaluate import (Predictor, backbone_of, dataset_metrics, gather_views,
-                                         group_starts, load_model, model_predictor, run_views, test_loader)
-from video_iared.engine.train import resolve_device
+from video_iared.engine.evaluate import (Predictor, backbone_of, dataset_metrics, evaluation_session,
+                                         gather_views, group_starts, model_predictor, run_views)
 
 __all__ = ["SweepPoint", "cumulative_budget", "default_group_starts", "method_points", "reduction_within",
            "plot_frontier", "summary_lines", "sweep"]
@@ -132,35 +128,29 @@ def sweep(cfg: Config, checkpoint: str, *, thresholds: Sequence[float] = (0.3, 0
           warmup: int = 1, cache_bytes: float = 4e9) -> list[SweepPoint] | None:
     """Evaluate every point on ``cfg.data.test_list``; rank 0 writes ``sweep.json`` and ``sweep.png``
     into ``cfg.run.output_dir``, prints the summary and returns the points."""
-    env = distributed.detect()
-    device = resolve_device(cfg.run.device)
-    distributed.setup(env, device)
-    try:
-        model = load_model(cfg, checkpoint, device)
-        spec = input_spec(cfg)
-        dataset, batches = test_loader(cfg, env, device)
-        clip_bytes = 3 * spec.num_frames * spec.crop_size ** 2
-        if len(dataset) * clip_bytes / env.world_size <= cache_bytes:
-            batches = list(batches)  # decode once, reuse for every point
-        depth = len(backbone_of(model).blocks)
-        starts = group_starts(model) or list(cfg.model.interpreter_blocks) or default_group_starts(depth)
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with evaluation_session(cfg, checkpoint) as run:
+        clip_bytes = 3 * run.spec.num_frames * run.spec.crop_size ** 2
+        cached = len(run.dataset) * clip_bytes / run.env.world_size <= cache_bytes
+        if cached:
+            run.batches = list(run.batches)  # decode once, reuse for every point
+        depth = len(backbone_of(run.model).blocks)
+        starts = group_starts(run.model) or list(cfg.model.interpreter_blocks) or default_group_starts(depth)
         points = []
         for method, setting, predict, steps in method_points(
-                model, thresholds=thresholds, keep_ratios=keep_ratios, tome_r=tome_r,
+                run.model, thresholds=thresholds, keep_ratios=keep_ratios, tome_r=tome_r,
                 interpreter_heads=cfg.model.interpreter_heads, starts=starts, seed=cfg.run.seed):
-            if not isinstance(batches, list):
-                dataset, batches = test_loader(cfg, env, device)
-            local = run_views(predict, batches, warmup=warmup, sync=sync,
-                              prepare=lambda clip: normalize_on_device(clip.to(device), spec.mean, spec.std))
+            if not cached and points:
+                run.reload()
+            local = run_views(predict, run.batches, warmup=warmup, sync=run.sync, prepare=run.prepare)
             views = gather_views(local, distributed.all_gather_objects)
-            m = dataset_metrics(views, dataset, num_classes=cfg.model.num_classes, depth=depth, group_starts=steps)
+            m = dataset_metrics(views, run.dataset, num_classes=cfg.model.num_classes, depth=depth,
+                                group_starts=steps)
             points.append(SweepPoint(method, setting, m["gflops_per_view"], m["video_top1"], m["clip_top1"],
                                      m["keep_ratio"], m["clips_per_second"]))
-            if env.is_main:
+            if run.env.is_main:
                 print(f"sweep {method:<16} {setting:<8} {m['gflops_per_view']:.4f} GFLOPs  "
                       f"video {m['video_top1']:.2f}  clip {m['clip_top1']:.2f}", flush=True)
-        if not env.is_main:
+        if not run.env.is_main:
             return None
         out = Path(cfg.run.output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -171,5 +161,3 @@ def sweep(cfg: Config, checkpoint: str, *, thresholds: Sequence[float] = (0.3, 0
         plot_frontier(points, out / "sweep.png", title=f"{cfg.model.name}: accuracy vs GFLOPs")
         print("\n".join(summary_lines(points)))
         return points
-    finally:
-        distributed.teardown()

@@ -17,6 +17,7 @@ Definitions (``docs/evaluation.md``):
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import time
@@ -35,7 +36,7 @@ from video_iared.models.build import build_model
 from video_iared.models.weights import WeightsError, load_weights
 
 from . import distributed
-from .datasets import build_dataset, build_loader, input_spec
+from .datasets import InputSpec, build_dataset, build_loader, input_spec
 from .sampler import ResumableSampler
 from .train import resolve_device
 from .aggregate import ViewRecords, centre_view, dedupe_views, per_class_accuracy, topk_correct, video_scores
@@ -252,39 +253,68 @@ def test_loader(cfg: Config, env: distributed.DistEnv, device: torch.device) -> 
     return dataset, (Batch(*items) for items in loader)
 
 
+@dataclass
+class EvalSession:
+    """What every evaluation pass needs: the process's place in the job, the loaded model, the input
+    spec and the test views (``batches``: a fresh DataLoader iterator; reload with ``reload()``)."""
+
+    cfg: Config
+    env: distributed.DistEnv
+    device: torch.device
+    model: nn.Module
+    spec: InputSpec
+    dataset: VideoDataset
+    batches: Iterable[Batch]
+
+    def reload(self) -> None:
+        self.dataset, self.batches = test_loader(self.cfg, self.env, self.device)
+
+    def prepare(self, clip: Tensor) -> Tensor:
+        """uint8 clip -> normalised float clip on the device (normalised as late as possible)."""
+        return normalize_on_device(clip.to(self.device), self.spec.mean, self.spec.std)
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+@contextlib.contextmanager
+def evaluation_session(cfg: Config, checkpoint: str) -> Iterator[EvalSession]:
+    """Distributed setup from the environment, ``checkpoint`` loaded strictly, the multi-view test
+    loader; the process group is torn down on exit."""
+    env = distributed.detect()
+    device = resolve_device(cfg.run.device)
+    distributed.setup(env, device)
+    try:
+        model = load_model(cfg, checkpoint, device)
+        yield EvalSession(cfg, env, device, model, input_spec(cfg), *test_loader(cfg, env, device))
+    finally:
+        distributed.teardown()
+
+
 def evaluate(cfg: Config, checkpoint: str, *, warmup: int = 2) -> dict[str, Any] | None:
     """Evaluate ``checkpoint`` on ``cfg.data.test_list`` on every process of the job.
 
     Rank 0 prints the table and writes ``metrics.json`` and ``predictions.csv`` into
     ``cfg.run.output_dir``, and returns the metrics (other ranks return None).
     """
-    env = distributed.detect()
-    device = resolve_device(cfg.run.device)
-    distributed.setup(env, device)
-    try:
-        model = load_model(cfg, checkpoint, device)
-        spec = input_spec(cfg)
-        dataset, batches = test_loader(cfg, env, device)
-        predict = model_predictor(model, decision=cfg.iared.decision, threshold=cfg.iared.threshold,
+    with evaluation_session(cfg, checkpoint) as run:
+        predict = model_predictor(run.model, decision=cfg.iared.decision, threshold=cfg.iared.threshold,
                                   budget=cfg.iared.budget, interpreter_heads=cfg.model.interpreter_heads)
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        local = run_views(predict, batches, warmup=warmup, sync=sync,
-                          prepare=lambda clip: normalize_on_device(clip.to(device), spec.mean, spec.std))
+        local = run_views(predict, run.batches, warmup=warmup, sync=run.sync, prepare=run.prepare)
         views = gather_views(local, distributed.all_gather_objects)
-        failures = distributed.all_gather_objects(dataset.failures)
-        if not env.is_main:
+        failures = distributed.all_gather_objects(run.dataset.failures)
+        if not run.env.is_main:
             return None
-        metrics = dataset_metrics(views, dataset, num_classes=cfg.model.num_classes,
-                                  depth=len(backbone_of(model).blocks), group_starts=group_starts(model))
+        metrics = dataset_metrics(views, run.dataset, num_classes=cfg.model.num_classes,
+                                  depth=len(backbone_of(run.model).blocks), group_starts=group_starts(run.model))
         metrics["failed_videos_detail"] = sorted({(f.path, f.reason) for part in failures for f in part})
         out = Path(cfg.run.output_dir)
         write_metrics({"checkpoint": str(checkpoint), **metrics}, out / "metrics.json")
-        write_predictions(views.records, [path for path, _ in dataset.items], dataset.num_videos,
+        write_predictions(views.records, [path for path, _ in run.dataset.items], run.dataset.num_videos,
                           out / "predictions.csv")
         print(format_table(metrics, title=f"evaluate {checkpoint} ({cfg.iared.decision})"))
         return metrics
-    finally:
-        distributed.teardown()
 
 
 def dataset_metrics(views: ViewPass, dataset: VideoDataset, *, num_classes: int, depth: int,
