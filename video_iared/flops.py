@@ -48,6 +48,20 @@ def mlp_macs(shape: VitShape, tokens: torch.Tensor) -> torch.Tensor:
     return 2 * tokens * shape.embed_dim * shape.mlp_hidden
 
 
+def keep_share(kept: torch.Tensor, num_tokens: int, spans: Sequence[int], depth: int) -> torch.Tensor:
+    """Block-weighted kept share c = 1 - sum_g (1 - kept_g / N) * blocks_g / depth, per sample.
+
+    ``kept`` (B, G) counts the patch tokens each group runs on (CLS excluded), ``num_tokens`` is N
+    (T x patches per frame), ``spans`` the blocks of each group. Blocks before the first interpreter
+    run all tokens, so they only enter through ``depth``.
+    """
+    if kept.shape[-1] != len(spans):
+        raise ValueError(f"kept has {kept.shape[-1]} groups but {len(spans)} spans were given")
+    weights = torch.as_tensor(spans, dtype=torch.float32, device=kept.device) / depth
+    dropped = 1.0 - kept.float() / num_tokens
+    return 1.0 - (dropped * weights).sum(-1)
+
+
 def block_macs(shape: VitShape, keep: torch.Tensor) -> torch.Tensor:
     """MACs of one block for each sample, given its kept patch tokens ``keep`` (B, T, N) bool.
 

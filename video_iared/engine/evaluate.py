@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from video_iared.config import Config
 from video_iared.data.kinetics import VideoDataset
 from video_iared.data.transforms import normalize_on_device
-from video_iared.flops import model_macs, shape_of
+from video_iared.flops import keep_share, model_macs, shape_of
 from video_iared.models.build import build_model
 from video_iared.models.weights import WeightsError, load_weights
 
@@ -127,8 +127,7 @@ def compute_metrics(views: ViewPass, *, num_videos: int, num_classes: int, clip_
     clip = records.take(((records.view == clip_view) & (records.label >= 0)).nonzero().squeeze(1))
     clip_hits = topk_correct(clip.logits, clip.label)
     keep = records.keep
-    weights = torch.tensor(list(group_spans), dtype=torch.float32) / depth
-    keep_ratio = 1.0 - ((1.0 - keep) * weights).sum(1) if keep.shape[1] else torch.ones(len(records))
+    keep_ratio = keep_share(keep, 1, group_spans, depth) if keep.shape[1] else torch.ones(len(records))
     per_class = per_class_accuracy(video_hits[1], labels[readable], num_classes)
     failed = [int(v) for v in (~readable & (view_counts > 0)).nonzero().squeeze(1)]
     return {

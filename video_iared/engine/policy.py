@@ -11,6 +11,8 @@ from typing import Sequence
 
 import torch
 
+from video_iared.flops import keep_share  # the cost proxy lives with the other cost formulas
+
 __all__ = ["group_spans", "keep_share", "reward", "RunningMean", "reinforce_loss", "active_groups",
            "check_curriculum"]
 
@@ -23,20 +25,6 @@ def group_spans(interpreter_blocks: Sequence[int], depth: int) -> list[int]:
     if starts != sorted(set(starts)) or starts[0] < 0 or starts[-1] >= depth:
         raise ValueError(f"interpreter blocks {starts} must be increasing and within [0, {depth})")
     return [end - start for start, end in zip(starts, starts[1:] + [depth])]
-
-
-def keep_share(kept: torch.Tensor, num_tokens: int, spans: Sequence[int], depth: int) -> torch.Tensor:
-    """Block-weighted kept share c = 1 - sum_g (1 - kept_g / N) * blocks_g / depth, per sample.
-
-    ``kept`` (B, G) counts the patch tokens each group runs on (CLS excluded), ``num_tokens`` is N
-    (T x patches per frame), ``spans`` the blocks of each group. Blocks before the first interpreter
-    run all tokens, so they only enter through ``depth``.
-    """
-    if kept.shape[-1] != len(spans):
-        raise ValueError(f"kept has {kept.shape[-1]} groups but {len(spans)} spans were given")
-    weights = torch.as_tensor(spans, dtype=torch.float32, device=kept.device) / depth
-    dropped = 1.0 - kept.float() / num_tokens
-    return 1.0 - (dropped * weights).sum(-1)
 
 
 def reward(correct: torch.Tensor, share: torch.Tensor, wrong_penalty: float) -> torch.Tensor:

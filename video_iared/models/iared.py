@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from .interpreter import DECISIONS, Decision, MultiHeadInterpreter, decide
 from .tokens import TokenState, unpack
+from ..flops import keep_share
 
 
 @dataclass
@@ -55,11 +56,10 @@ class IARedOutput:
 
     @property
     def kept_fraction(self) -> Tensor:
-        """(B,) the paper's cost proxy c = 1 - sum_g (1 - kept_g / N) * blocks_g / total_blocks."""
-        total = sum(g.num_blocks for g in self.groups) + self.groups[0].first_block
-        tokens = self.groups[0].keep[0].numel()
-        dropped = sum((1 - g.kept / tokens) * g.num_blocks for g in self.groups)
-        return 1 - dropped / total
+        """(B,) the paper's cost proxy c (:func:`video_iared.flops.keep_share`)."""
+        depth = sum(g.num_blocks for g in self.groups) + self.groups[0].first_block
+        kept = torch.stack([g.kept for g in self.groups], -1)
+        return keep_share(kept, self.groups[0].keep[0].numel(), [g.num_blocks for g in self.groups], depth)
 
 
 class IARed(nn.Module):
