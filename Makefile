@@ -31,7 +31,6 @@ bench: $(STAMP)
 	$(PY) benchmarks/model_speed.py
 	$(PY) benchmarks/pruning_speed.py
 	$(PY) benchmarks/loader_speed.py
-	$(PY) benchmarks/pruning_speed.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

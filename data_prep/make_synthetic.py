@@ -42,11 +42,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-train", type=int, default=2400, help="training videos (default 2400)")
     parser.add_argument("--num-val", type=int, default=480, help="validation videos (default 480)")
     parser.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
-    parser.add_argument("--frames", type=int, default=48, help="frames per video at --fps (default 48)")
+    parser.add_argument("--frames", type=int, default=32,
+                        help="frames per video at --fps (default 32: one 8x4 clip covers the whole motion)")
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--distractors", type=int, default=2, help="static look-alike shapes per video")
     parser.add_argument("--classes", choices=sorted(CLASS_SETS), default="default",
-                        help="default: still / slow / fast / changing size (learnable by the tiny model "
+                        help="default: still / moving / changing size (learnable by the tiny model "
                         "within the demo); ordered: right / left / down / up / growing / shrinking")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")

@@ -1,5 +1,5 @@
 """Session fixtures: the data tests' videos, a local SLURM cluster, a small generated synthetic set, and
-one run of the tiny three-stage pipeline shared by every test that needs a trained model."""
+the demo's synthetic set with the tiny stages trained on it once, shared by every test that needs them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,25 +17,44 @@ def small_synthetic(tmp_path_factory) -> Path:
     return make_synthetic(tmp_path_factory.mktemp("synthetic_small"), num_train=24, num_val=8)
 
 
-# The tiny three-stage pipeline, trained once per test session (configs/tiny/*.yaml, generated data).
-TINY_DATA = dict(num_train=600, num_val=120, size=32, frames=32)
+# The demo's dataset and tiny configs (configs/tiny/*.yaml), each stage trained once per test session.
+DEMO_DATA = dict(num_train=2400, num_val=480, size=64, frames=32)  # data_prep/make_synthetic.py defaults
 
 
-@pytest.fixture(scope="session")
-def tiny_pipeline(tmp_path_factory) -> dict[str, dict]:
-    """Train backbone -> interpreters -> finetune with the tiny configs; each stage's returned metrics
-    plus ``output_dir``. Shared by every test that needs a trained model."""
+def _train(config: str, root: Path, out: Path, *overrides: str) -> dict:
     from video_iared.config import load_config
     from video_iared.engine.train import train
 
-    root = make_synthetic(tmp_path_factory.mktemp("synthetic_tiny"), **TINY_DATA)
-    runs = tmp_path_factory.mktemp("tiny_runs")
-    results: dict[str, dict] = {}
-    weights = ""
-    for stage in ("backbone", "interpreters", "finetune"):
-        out = runs / stage
-        cfg = load_config(REPO / "configs" / "tiny" / f"{stage}.yaml",
-                          [f"data.root={root}", f"run.output_dir={out}", f"model.weights={weights}"])
-        results[stage] = {**train(cfg), "output_dir": out}
-        weights = str(out / "checkpoint.pth")
+    cfg = load_config(REPO / "configs" / "tiny" / f"{config}.yaml",
+                      [f"data.root={root}", f"run.output_dir={out}", *overrides])
+    return {**train(cfg), "output_dir": out}
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    """The synthetic set ``make demo`` generates."""
+    return make_synthetic(tmp_path_factory.mktemp("synthetic_demo"), **DEMO_DATA)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(demo_data, tmp_path_factory) -> dict:
+    """Stage 1 of the demo: the tiny TimeSformer trained on 8-frame clips (metrics + ``output_dir``)."""
+    return _train("backbone", demo_data, tmp_path_factory.mktemp("runs") / "backbone", "model.weights=")
+
+
+@pytest.fixture(scope="session")
+def single_frame_control(demo_data, tmp_path_factory) -> dict:
+    """The same model and recipe on one frame per clip: what the data gives away without motion."""
+    return _train("backbone", demo_data, tmp_path_factory.mktemp("runs") / "single_frame", "model.weights=",
+                  "model.num_frames=1", "data.num_frames=1")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_backbone, demo_data, tmp_path_factory) -> dict[str, dict]:
+    """Stages 2 and 3 on top of :func:`tiny_backbone`: every stage's metrics plus ``output_dir``."""
+    results = {"backbone": tiny_backbone}
+    runs = tmp_path_factory.mktemp("runs")
+    for stage in ("interpreters", "finetune"):
+        weights = results["backbone" if stage == "interpreters" else "interpreters"]["output_dir"] / "checkpoint.pth"
+        results[stage] = _train(stage, demo_data, runs / stage, f"model.weights={weights}")
     return results

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from video_iared.engine.policy import (RunningMean, active_groups, check_curriculum, group_spans,
-                                       keep_share, reinforce_loss, reward)
+                                       keep_share, leave_one_out_baseline, reinforce_loss, reward)
 
 
 def test_group_spans_follow_interpreter_positions():
@@ -45,6 +45,16 @@ def test_running_mean_baseline_lags_the_batch():
         RunningMean(1.0)
 
 
+def test_leave_one_out_baseline_is_the_mean_of_the_other_rollouts():
+    rewards = torch.tensor([[1.0, -1.0], [0.5, -1.0], [0.0, 0.2]])          # (K=3 rollouts, B=2 clips)
+    base = leave_one_out_baseline(rewards)
+    torch.testing.assert_close(base, torch.tensor([[0.25, -0.4], [0.5, -0.4], [0.75, -1.0]]))
+    # identical rollouts carry no signal
+    assert leave_one_out_baseline(torch.ones(4, 3)).sub(1).abs().max() == 0
+    with pytest.raises(ValueError, match="at least 2 rollouts"):
+        leave_one_out_baseline(rewards[:1])
+
+
 def test_reinforce_loss_and_its_gradient():
     logits = torch.zeros(3, requires_grad=True)
     log_prob = torch.nn.functional.logsigmoid(logits)  # log p of three "keep" decisions
@@ -71,3 +81,25 @@ def test_curriculum_switches_groups_on_one_at_a_time():
 def test_bad_curricula_are_rejected(bad, match):
     with pytest.raises(ValueError, match=match):
         check_curriculum(bad, 3)
+
+
+@pytest.mark.parametrize("baseline, rollouts", [("leave_one_out", 3), ("greedy", 2), ("running_mean", 1)])
+def test_interpreter_loss_trains_only_the_active_interpreters(baseline, rollouts):
+    from video_iared.engine.stages import StageInfo, interpreter_loss, set_trainable
+    from video_iared.models import TimeSformer
+    from video_iared.models.iared import IARed
+
+    torch.manual_seed(0)
+    backbone = TimeSformer(img_size=16, patch_size=8, num_frames=2, embed_dim=32, depth=3, num_heads=4,
+                           num_classes=3)
+    model = IARed(backbone, group_starts=[1, 2], interpreter_heads=4)
+    set_trainable(model, "interpreters")
+    info = StageInfo(spans=(1, 1), depth=3, num_tokens=2 * 4)
+    loss, stats = interpreter_loss(model, torch.randn(4, 3, 2, 16, 16), torch.tensor([0, 1, 2, 0]), active=1,
+                                   info=info, wrong_penalty=1.0, baseline_kind=baseline,
+                                   running=RunningMean(0.9), rollouts=rollouts)
+    loss.backward()
+    assert torch.isfinite(loss) and {"reward", "acc", "keep", "keep_g0", "keep_g1"} <= stats.keys()
+    assert model.interpreters[0].qk.weight.grad.abs().sum() > 0          # the active group learns
+    assert model.interpreters[1].qk.weight.grad is None                   # the inactive one does not
+    assert all(p.grad is None for p in backbone.parameters())

@@ -22,6 +22,8 @@ CPU = torch.device("cpu")
      "one start epoch per group"),
     (["model.interpreter_blocks=[2,1]"], "must be increasing"),
     (["model.interpreter_blocks=[4]"], r"within \[0, 4\)"),
+    (["iared.baseline=leave_one_out"], "iared.rollouts=1"),
+    (["iared.rollouts=0"], "iared.rollouts=0"),
 ])
 def test_engine_settings_are_checked(overrides, match):
     with pytest.raises(ConfigError, match=match):
@@ -52,6 +54,14 @@ def test_non_finite_loss_names_step_and_last_checkpoint(small_synthetic, tmp_pat
                              "model.num_classes=6", "run.ckpt_every_steps=2", f"run.output_dir={tmp_path}"])
     with pytest.raises(FloatingPointError, match=r"loss is nan at optimiser step 3 .*checkpoint\.pth"):
         train(cfg)
+
+
+def test_resuming_another_models_checkpoint_names_the_directory(small_synthetic, tmp_path):
+    base = [f"data.root={small_synthetic}", "data.batch_size=4", "data.num_workers=0", "optim.epochs=1",
+            f"run.output_dir={tmp_path}"]
+    train(load_config(None, base + ["model.num_classes=6"]))
+    with pytest.raises(ConfigError, match=r"holds a different model .*choose a new output_dir"):
+        train(load_config(None, base + ["model.num_classes=4"]))
 
 
 def test_build_model_maps_the_config():

@@ -93,8 +93,11 @@ class IARedConfig:
     threshold: float = 0.5
     budget: list[float] = field(default_factory=list)  # cumulative keep ratio per group
     wrong_penalty: float = 1.0  # tau: reward of a wrong prediction is -tau
-    baseline: Literal["running_mean", "greedy"] = "running_mean"
+    # running_mean of R; greedy: R of the threshold rollout (self-critical); leave_one_out: mean R of
+    # the clip's other sampled rollouts (needs rollouts >= 2)
+    baseline: Literal["running_mean", "greedy", "leave_one_out"] = "running_mean"
     baseline_momentum: float = 0.9
+    rollouts: int = 1  # sampled keep/drop rollouts per clip and step (more: lower-variance gradient)
     curriculum_epochs: list[int] = field(default_factory=list)  # epoch at which group g switches on
 
 

@@ -2,8 +2,8 @@
 
 The interpreters are trained with REINFORCE: each sampled keep/drop rollout earns R = 1 - c² when
 the prediction is correct and -tau when it is wrong, where c is the block-weighted share of tokens
-kept (the paper's cost proxy). A baseline b (running mean of R, or the self-critical reward of the
-greedy threshold rollout) reduces the gradient's variance without biasing it.
+kept (the paper's cost proxy). A baseline b (running mean of R, the self-critical reward of the
+greedy threshold rollout, or the mean reward of the clip's other sampled rollouts) reduces the gradient's variance without biasing it.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 
 from video_iared.flops import keep_share  # the cost proxy lives with the other cost formulas
 
-__all__ = ["group_spans", "keep_share", "reward", "RunningMean", "reinforce_loss", "active_groups",
-           "check_curriculum"]
+__all__ = ["group_spans", "keep_share", "reward", "RunningMean", "leave_one_out_baseline", "reinforce_loss",
+           "active_groups", "check_curriculum"]
 
 
 def group_spans(interpreter_blocks: Sequence[int], depth: int) -> list[int]:
@@ -58,6 +58,15 @@ class RunningMean:
 
     def load_state_dict(self, state: dict[str, float | None]) -> None:
         self.mean = state["mean"]
+
+
+def leave_one_out_baseline(rewards: torch.Tensor) -> torch.Tensor:
+    """(K, B) rewards of K rollouts per clip -> each rollout's baseline: the mean reward of the clip's
+    K - 1 other rollouts (unbiased, as it never sees the rollout it centres; Kool et al. 2019)."""
+    rollouts = rewards.shape[0]
+    if rollouts < 2:
+        raise ValueError("a leave-one-out baseline needs at least 2 rollouts per clip")
+    return (rewards.sum(0, keepdim=True) - rewards) / (rollouts - 1)
 
 
 def reinforce_loss(rewards: torch.Tensor, baseline: torch.Tensor | float,

@@ -110,15 +110,18 @@ def _keep_stats(counts: torch.Tensor, info: StageInfo) -> dict[str, torch.Tensor
 
 def interpreter_loss(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor, *, active: int,
                      info: StageInfo, wrong_penalty: float, baseline_kind: str,
-                     running: policy.RunningMean) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """REINFORCE on a sampled rollout of the first ``active`` groups.
+                     running: policy.RunningMean, rollouts: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """REINFORCE on ``rollouts`` sampled rollouts per clip of the first ``active`` groups.
 
     Baseline ``running_mean``: the running mean of the (all-process) batch reward; ``greedy``: the
-    self-critical reward of the threshold rollout of the same clip (Rennie et al. 2017).
+    self-critical reward of the threshold rollout of the same clip (Rennie et al. 2017);
+    ``leave_one_out``: the mean reward of the clip's other rollouts.
     """
-    out = forward(model, clips, decision="sample", active_groups=active)
+    batch = clips.shape[0]
+    repeated = clips.repeat(rollouts, *[1] * (clips.dim() - 1))          # (K·B, C, T, H, W), rollout-major
+    out = forward(model, repeated, decision="sample", active_groups=active)
     counts = kept_counts(out)
-    correct = out.logits.argmax(-1) == labels
+    correct = out.logits.argmax(-1) == labels.repeat(rollouts)
     rewards = policy.reward(correct, policy.keep_share(counts, info.num_tokens, info.spans, info.depth),
                             wrong_penalty)
     log_prob = torch.stack([group.log_prob for group in out.groups[:active]], -1).sum(-1)
@@ -126,7 +129,9 @@ def interpreter_loss(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor
         with torch.no_grad():
             greedy = forward(model, clips, decision="threshold", active_groups=active)
             greedy_share = policy.keep_share(kept_counts(greedy), info.num_tokens, info.spans, info.depth)
-            base = policy.reward(greedy.logits.argmax(-1) == labels, greedy_share, wrong_penalty)
+            base = policy.reward(greedy.logits.argmax(-1) == labels, greedy_share, wrong_penalty).repeat(rollouts)
+    elif baseline_kind == "leave_one_out":
+        base = policy.leave_one_out_baseline(rewards.view(rollouts, batch)).flatten()
     else:
         batch_mean = distributed.all_reduce_mean(rewards.mean()).item()
         base = torch.tensor(running.value(batch_mean), device=rewards.device)

@@ -64,6 +64,9 @@ def check_config(cfg: Config, device: torch.device) -> None:
                           "run.eval_every_epochs must be >= 1")
     if cfg.iared.stage != "interpreters" and cfg.iared.curriculum_epochs:
         raise ConfigError("iared.curriculum_epochs applies to the interpreters stage only")
+    if cfg.iared.rollouts < 1 or (cfg.iared.baseline == "leave_one_out" and cfg.iared.rollouts < 2):
+        raise ConfigError(f"iared.rollouts={cfg.iared.rollouts}: need >= 1, and >= 2 for "
+                          "iared.baseline=leave_one_out (it compares a clip's rollouts)")
     if not 0.0 <= cfg.optim.ema_decay < 1.0:
         raise ConfigError("optim.ema_decay must be in [0, 1); 0 turns EMA off")
     try:
@@ -152,7 +155,14 @@ class _Trainer:
         if state["step_in_epoch"] and not same_world:
             raise ConfigError(f"{path} was written mid-epoch by {state['world_size']} processes; resume it "
                              f"with the same number (got {self.env.world_size}) or from an epoch end")
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise ConfigError(f"{path} holds a different model than this config builds ({self.cfg.model.name}, "
+                              f"{self.cfg.model.num_classes} classes, interpreters "
+                              f"{self.cfg.model.interpreter_blocks}); run.output_dir belongs to another run: "
+                              f"choose a new output_dir (or run.resume=<path> of a matching checkpoint).\n"
+                              f"{err}") from err
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -198,7 +208,8 @@ class _Trainer:
             return finetune_loss(self.net, clips, labels, smoothing, self.info)
         return interpreter_loss(self.net, clips, labels, active=active, info=self.info,
                                 wrong_penalty=self.cfg.iared.wrong_penalty,
-                                baseline_kind=self.cfg.iared.baseline, running=self.baseline)
+                                baseline_kind=self.cfg.iared.baseline, running=self.baseline,
+                                rollouts=self.cfg.iared.rollouts)
 
     def _check_finite(self, loss: float) -> None:
         if not torch.isfinite(torch.tensor(loss)):
