@@ -4,21 +4,18 @@ import json
 from video_iared.report import write_report
 
 
-def _write(path, data):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
-
-
-def test_report_states_the_single_frame_control_next_to_the_video_model(tmp_path):
-    _write(tmp_path / "runs" / "backbone" / "final_metrics.json", {"top1": 97.71})
-    _write(tmp_path / "runs" / "single_frame" / "final_metrics.json", {"top1": 34.58})
-    _write(tmp_path / "data" / "classes.json", {"classes": ["still", "moving", "changing size"]})
+def test_report_lists_stage_times_and_only_the_tables_whose_outputs_exist(tmp_path):
     text = write_report(tmp_path, [("train backbone", 189.0, False), ("generate", 0.0, True)], 189.0).read_text()
-    assert "8 frames: **97.7 %**" in text and "single frame per clip: **34.6 %** (chance: 33.3 %)" in text
     assert "| train backbone | 189 |" in text and "| generate | skipped (done earlier) |" in text
-    assert "## Accuracy and cost" not in text  # no evaluation outputs, no table
+    assert "| **total** | **189** |" in text
+    assert "## Accuracy and cost" not in text and "## Interpretability" not in text
 
 
-def test_report_without_the_control_has_no_motion_section(tmp_path):
-    _write(tmp_path / "runs" / "backbone" / "final_metrics.json", {"top1": 97.71})
-    assert "Does the task need motion" not in write_report(tmp_path, [], 0.0).read_text()
+def test_report_reads_the_evaluations(tmp_path):
+    metrics = {"video_top1": 95.0, "clip_top1": 95.0, "gflops_per_view": 0.0866, "keep_ratio": 1.0,
+               "clips_per_second": 270.0, "num_videos": 480, "num_views": 1440}
+    for name, gflops in (("eval_dense", 0.0866), ("eval_iared", 0.0433)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({**metrics, "gflops_per_view": gflops}))
+    text = write_report(tmp_path, [], 0.0).read_text()
+    assert "GFLOPs ratio dense / IA-RED²: **2.00×**" in text and "+0.00 points" in text

@@ -2,7 +2,7 @@
 
 Each stage runs the same command a user would type (printed before it runs), so the demo doubles as
 a worked example: generate the Kinetics-layout synthetic set, check it, train the tiny TimeSformer,
-train the interpreters (REINFORCE, curriculum), fine-tune, train a single-frame control, evaluate, sweep against the baselines,
+train the interpreters (REINFORCE, curriculum), fine-tune, evaluate, sweep against the baselines,
 score the heatmaps against the masks, render a few clips, and write ``REPORT.md`` with every stage's
 time. A finished stage (its output file exists) is skipped on a rerun, so an interrupted demo resumes.
 """
@@ -55,11 +55,6 @@ def build_stages(out: Path, num_train: int, num_val: int) -> list[Stage]:
           for name, stage, start in (("train backbone", "backbone", None),
                                      ("train interpreters", "interpreters", "backbone"),
                                      ("fine-tune", "finetune", "interpreters"))),
-        # the learnability control: the same model and recipe on one frame per clip cannot see motion
-        Stage("train single-frame control",
-              _cli("train", "--config", str(TINY / "backbone.yaml"), *common, "model.num_frames=1",
-                   "data.num_frames=1", f"run.output_dir={runs / 'single_frame'}"),
-              runs / "single_frame" / "final_metrics.json"),
         Stage("evaluate dense",
               _cli("evaluate", "--config", str(TINY / "backbone.yaml"), "--checkpoint", str(ckpt["backbone"]),
                    *common, f"run.output_dir={out / 'eval_dense'}"),

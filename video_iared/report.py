@@ -12,11 +12,6 @@ def _read(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _num_classes(out: Path) -> int:
-    info = _read(out / "data" / "classes.json")
-    return len(info["classes"]) if info else 0
-
-
 def _accuracy_rows(dense: dict[str, Any], iared: dict[str, Any]) -> list[str]:
     rows = ["| model | video top-1 | clip top-1 | GFLOPs / view | keep (block-weighted) | clips/s (model) |",
             "|---|---:|---:|---:|---:|---:|"]
@@ -51,13 +46,6 @@ def write_report(out: Path, stage_times: Sequence[tuple[str, float, bool]], tota
     lines += [f"| {name} | {'skipped (done earlier)' if skipped else f'{seconds:.0f}'} |"
               for name, seconds, skipped in stage_times]
     lines += [f"| **total** | **{total_seconds:.0f}** |", ""]
-    video, single = (_read(out / "runs" / name / "final_metrics.json") for name in ("backbone", "single_frame"))
-    if video and single:
-        classes = _num_classes(out)
-        lines += ["## Does the task need motion?", "",
-                  f"Validation clip top-1 of the tiny TimeSformer on 8 frames: **{video['top1']:.1f} %**; the "
-                  f"same model and recipe on a single frame per clip: **{single['top1']:.1f} %** "
-                  + (f"(chance: {100 / classes:.1f} %)." if classes else "."), ""]
     dense, iared = _read(out / "eval_dense" / "metrics.json"), _read(out / "eval_iared" / "metrics.json")
     if dense and iared:
         lines += ["## Accuracy and cost (test set, multi-view)", "", *_accuracy_rows(dense, iared), ""]
