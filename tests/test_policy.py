@@ -4,6 +4,9 @@ import torch
 
 from video_iared.engine.policy import (RunningMean, active_groups, check_curriculum, group_spans,
                                        keep_share, leave_one_out_baseline, reinforce_loss, reward)
+from video_iared.engine.stages import StageInfo, interpreter_loss, set_trainable
+from video_iared.models import TimeSformer
+from video_iared.models.iared import IARed
 
 
 def test_group_spans_follow_interpreter_positions():
@@ -85,10 +88,6 @@ def test_bad_curricula_are_rejected(bad, match):
 
 @pytest.mark.parametrize("baseline, rollouts", [("leave_one_out", 3), ("greedy", 2), ("running_mean", 1)])
 def test_interpreter_loss_trains_only_the_active_interpreters(baseline, rollouts):
-    from video_iared.engine.stages import StageInfo, interpreter_loss, set_trainable
-    from video_iared.models import TimeSformer
-    from video_iared.models.iared import IARed
-
     torch.manual_seed(0)
     backbone = TimeSformer(img_size=16, patch_size=8, num_frames=2, embed_dim=32, depth=3, num_heads=4,
                            num_classes=3)

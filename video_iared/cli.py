@@ -62,12 +62,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_checkpoint_args(p: argparse.ArgumentParser, *, warmup: int) -> None:
+    """Config, overrides, the checkpoint to evaluate and the throughput warm-up (evaluate, sweep)."""
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="weights to evaluate (this project's or official)")
+    p.add_argument("--warmup", type=int, default=warmup, help="batches left out of the throughput timing")
+
+
 def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="clip and multi-view video top-1/5, GFLOPs per view, kept share, "
                        "throughput on data.test_list; writes metrics.json and predictions.csv to run.output_dir")
-    _add_config_args(p)
-    p.add_argument("--checkpoint", required=True, help="weights to evaluate (this project's or official)")
-    p.add_argument("--warmup", type=int, default=2, help="batches left out of the throughput timing")
+    _add_checkpoint_args(p, warmup=2)
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -87,8 +92,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _register_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="accuracy vs GFLOPs of IA-RED2 (thresholds, budgets), random drop, "
                        "CLS-attention top-k, ToMe and dense; writes sweep.json and sweep.png to run.output_dir")
-    _add_config_args(p)
-    p.add_argument("--checkpoint", required=True, help="weights to evaluate")
+    _add_checkpoint_args(p, warmup=1)
     p.add_argument("--thresholds", type=_numbers(float), default=[0.3, 0.5, 0.7, 0.8, 0.9],
                    help="IA-RED2 threshold decisions, comma-separated (default 0.3,0.5,0.7,0.8,0.9)")
     p.add_argument("--keep-ratios", type=_numbers(float), default=[0.9, 0.8, 0.7, 0.6, 0.5],
@@ -96,10 +100,7 @@ def _register_sweep(sub: argparse._SubParsersAction) -> None:
                    "random and top-k (default 0.9,0.8,0.7,0.6,0.5)")
     p.add_argument("--tome-r", type=_numbers(int), default=[1, 2, 3],
                    help="ToMe locations merged per block, comma-separated (default 1,2,3)")
-    p.add_argument("--warmup", type=int, default=1, help="batches left out of the throughput timing")
     p.set_defaults(func=_cmd_sweep)
-
-
 
 
 def _input_errors() -> tuple[type[Exception], ...]:

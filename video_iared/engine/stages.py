@@ -118,7 +118,7 @@ def interpreter_loss(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor
     ``leave_one_out``: the mean reward of the clip's other rollouts.
     """
     batch = clips.shape[0]
-    repeated = clips.repeat(rollouts, *[1] * (clips.dim() - 1))          # (K·B, C, T, H, W), rollout-major
+    repeated = clips if rollouts == 1 else clips.repeat(rollouts, *[1] * (clips.dim() - 1))  # (K·B, ...)
     out = forward(model, repeated, decision="sample", active_groups=active)
     counts = kept_counts(out)
     correct = out.logits.argmax(-1) == labels.repeat(rollouts)
