@@ -40,6 +40,22 @@ def test_folded_scores_equal_plain_formulation_and_load_its_weights():
     assert expected[~present].abs().max() == 0 and scores.min() > 0
 
 
+@pytest.mark.parametrize("init_keep", [0.9, 0.5, 0.2])
+def test_a_fresh_interpreter_scores_every_token_near_its_init_keep(init_keep):
+    """REINFORCE starts from a policy that keeps each token with probability ~init_keep, whatever
+    the tokens (LayerNormed, so their scale does not matter)."""
+    torch.manual_seed(0)
+    interpreter = MultiHeadInterpreter(96, 4, init_keep=init_keep)
+    present = torch.ones(4, 128, dtype=torch.bool)
+    layout, _ = TokenLayout(4, 8, 16, torch.device("cpu")).select(present)
+    state = TokenState(torch.randn(4, 96) * 5, torch.randn(4 * 128, 96) * 5, layout)
+    scores = interpreter(state.cls, state.patches, state.rows_by_cls)
+    assert scores.shape == (4 * 128,)
+    assert (scores - init_keep).abs().max() < 0.05
+    with pytest.raises(ValueError, match="init_keep"):
+        MultiHeadInterpreter(96, 4, init_keep=1.0)
+
+
 def test_interpreter_costs_under_one_percent_of_timesformer_b():
     dim, tokens = 768, 8 * 196
     interpreter = MultiHeadInterpreter(dim, 6)
@@ -127,3 +143,21 @@ def test_batch_that_drops_every_token_still_classifies():
     out = model(torch.randn(2, 3, 2, 16, 16), decision="threshold")
     assert out.logits.shape == (2, 5) and torch.isfinite(out.logits).all()
     assert [g.kept.tolist() for g in out.groups] == [[0, 0], [0, 0]]
+
+
+def test_finetune_trains_on_the_deployed_budget_decisions():
+    """Stage 3 with ``iared.decision=budget``: the backbone sees exactly the top-scored tokens of the
+    cumulative budget (per sample), the same ones evaluation keeps."""
+    from video_iared.engine.stages import StageInfo, finetune_loss
+
+    model = tiny_iared(budgets=[0.5, 0.25, 0.125])   # of the 4 x 16 = 64 patch tokens: 32, 16, 8
+    info = StageInfo(spans=(2, 2, 2), depth=6, num_tokens=64)
+    clips, labels = torch.randn(3, 3, 4, 32, 32), torch.tensor([0, 1, 2])
+    loss, stats = finetune_loss(model, clips, labels, 0.0, info, decision="budget")
+    assert [stats[f"keep_g{g}"].item() for g in range(3)] == [0.5, 0.25, 0.125]
+    assert torch.isclose(stats["keep"], torch.tensor((2 * 0.5 + 2 * 0.25 + 2 * 0.125) / 6))
+    loss.backward()
+    assert model.backbone.blocks[5].mlp.fc1.weight.grad.abs().sum() > 0
+    # the default stays the paper's threshold 0.5, which fresh interpreters (scores ~0.9) pass everywhere
+    _, default = finetune_loss(model, clips, labels, 0.0, info)
+    assert default["keep"].item() == 1.0

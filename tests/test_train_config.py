@@ -24,6 +24,9 @@ CPU = torch.device("cpu")
     (["model.interpreter_blocks=[4]"], r"within \[0, 4\)"),
     (["iared.baseline=leave_one_out"], "iared.rollouts=1"),
     (["iared.rollouts=0"], "iared.rollouts=0"),
+    (["model.interpreter_blocks=[1,2]", "iared.decision=budget", "iared.budget=[0.5]"], "one cumulative keep ratio per"),
+    (["model.interpreter_blocks=[1,2]", "iared.decision=budget", "iared.budget=[0.3,0.5]"], "non-increasing"),
+    (["model.interpreter_blocks=[1,2]", "iared.decision=budget", "iared.budget=[1.5,0.5]"], r"in \(0, 1\]"),
 ])
 def test_engine_settings_are_checked(overrides, match):
     with pytest.raises(ConfigError, match=match):

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from video_iared.engine.evaluate import Prediction, Predictor
 from video_iared.flops import VitShape, block_macs, mlp_macs, model_macs, shape_of
-from video_iared.models.interpreter import decide
+from video_iared.models.interpreter import check_budgets, decide
 from video_iared.models.layers import Attention, group_softmax
 from video_iared.models.timesformer import Block, TimeSformer
 from video_iared.models.tokens import TokenState
@@ -49,8 +49,7 @@ def budget_counts(budget: Sequence[float], num_tokens: int) -> list[int]:
 
     Non-increasing ratios in (0, 1] are required (a token dropped by one group stays dropped).
     """
-    if any(not 0.0 < r <= 1.0 for r in budget) or list(budget) != sorted(budget, reverse=True):
-        raise ValueError(f"budget {list(budget)} must be non-increasing keep ratios in (0, 1]")
+    check_budgets(budget)
     return [max(1, round(r * num_tokens)) for r in budget]
 
 

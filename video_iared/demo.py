@@ -20,6 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny"
 RENDERED_CLIPS = 4
+# fewer points than the sweep's defaults (each is a pass over the test set): the demo's time budget
+SWEEP_POINTS = ("--thresholds", "0.5,0.7,0.9", "--keep-ratios", "0.8,0.65,0.5", "--tome-r", "1,2")
 
 
 @dataclass
@@ -65,7 +67,7 @@ def build_stages(out: Path, num_train: int, num_val: int) -> list[Stage]:
               out / "eval_iared" / "metrics.json"),
         Stage("sweep (IA-RED2 vs baselines)",
               _cli("sweep", "--config", str(TINY / "finetune.yaml"), "--checkpoint", str(ckpt["finetune"]),
-                   *common, f"run.output_dir={out / 'sweep'}"),
+                   *SWEEP_POINTS, *common, f"run.output_dir={out / 'sweep'}"),
               out / "sweep" / "sweep.json"),
         Stage("interpretability vs masks",
               _cli("interpret", "--config", str(TINY / "finetune.yaml"), "--checkpoint", str(ckpt["finetune"]),

@@ -15,7 +15,7 @@ def _read(path: Path) -> dict[str, Any] | None:
 def _accuracy_rows(dense: dict[str, Any], iared: dict[str, Any]) -> list[str]:
     rows = ["| model | video top-1 | clip top-1 | GFLOPs / view | keep (block-weighted) | clips/s (model) |",
             "|---|---:|---:|---:|---:|---:|"]
-    for name, m in (("TimeSformer (dense)", dense), ("IA-RED² (threshold 0.5)", iared)):
+    for name, m in (("TimeSformer (dense)", dense), (f"IA-RED² ({iared.get('decision', 'threshold 0.5')})", iared)):
         rows.append(f"| {name} | {m['video_top1']:.2f} | {m['clip_top1']:.2f} | {m['gflops_per_view']:.4f} "
                     f"| {m['keep_ratio']:.3f} | {m['clips_per_second']:.1f} |")
     rows.append(f"\nGFLOPs ratio dense / IA-RED²: **{dense['gflops_per_view'] / iared['gflops_per_view']:.2f}×**; "

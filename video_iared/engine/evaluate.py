@@ -307,13 +307,23 @@ def evaluate(cfg: Config, checkpoint: str, *, warmup: int = 2) -> dict[str, Any]
             return None
         metrics = dataset_metrics(views, run.dataset, num_classes=cfg.model.num_classes,
                                   depth=len(backbone_of(run.model).blocks), group_starts=group_starts(run.model))
+        metrics["decision"] = decision_label(cfg)
         metrics["failed_videos_detail"] = sorted({(f.path, f.reason) for part in failures for f in part})
         out = Path(cfg.run.output_dir)
         write_metrics({"checkpoint": str(checkpoint), **metrics}, out / "metrics.json")
         write_predictions(views.records, [path for path, _ in run.dataset.items], run.dataset.num_videos,
                           out / "predictions.csv")
-        print(format_table(metrics, title=f"evaluate {checkpoint} ({cfg.iared.decision})"))
+        print(format_table(metrics, title=f"evaluate {checkpoint} ({metrics['decision']})"))
         return metrics
+
+
+def decision_label(cfg: Config) -> str:
+    """How an evaluated model chose its tokens, for tables: ``threshold 0.5``, ``budget 0.45/0.2``, ``dense``."""
+    if not cfg.model.interpreter_blocks or cfg.iared.decision == "none":
+        return "dense"
+    if cfg.iared.decision == "budget":
+        return "budget " + "/".join(f"{ratio:g}" for ratio in cfg.iared.budget)
+    return f"threshold {cfg.iared.threshold:g}"
 
 
 def dataset_metrics(views: ViewPass, dataset: VideoDataset, *, num_classes: int, depth: int,

@@ -3,8 +3,9 @@
 - ``backbone``: the dense model under cross-entropy (with optional label smoothing).
 - ``interpreters``: backbone frozen; the interpreters of the active curriculum groups sample keep
   decisions (``sample`` mode) and are trained with REINFORCE on R = 1 - c² / -tau.
-- ``finetune``: interpreters frozen and deterministic (``threshold`` decisions); the backbone is
-  trained with cross-entropy on the tokens they keep.
+- ``finetune``: interpreters frozen and deterministic (the deployed decision, ``iared.decision``:
+  ``threshold`` as in the paper, or ``budget``); the backbone is trained with cross-entropy on the
+  tokens they keep.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from torch import nn
 
 from video_iared.config import Config, ConfigError
 from video_iared.models.iared import IARedOutput
+from video_iared.models.interpreter import check_budgets
 
 from . import distributed, policy
 
@@ -44,6 +46,15 @@ def check_stage(cfg: Config, depth: int) -> tuple[int, ...]:
     stage, blocks = cfg.iared.stage, cfg.model.interpreter_blocks
     if stage != "backbone" and not blocks:
         raise ConfigError(f"iared.stage={stage} needs interpreters: set model.interpreter_blocks")
+    if blocks and cfg.iared.decision == "budget":
+        budget = cfg.iared.budget
+        if len(budget) != len(blocks):
+            raise ConfigError(f"iared.decision=budget needs iared.budget: one cumulative keep ratio per "
+                              f"interpreter group ({len(blocks)}); got {budget}")
+        try:
+            check_budgets(budget)
+        except ValueError as err:
+            raise ConfigError(f"iared.budget: {err}") from err
     try:
         spans = tuple(policy.group_spans(blocks, depth)) if blocks else ()
         policy.check_curriculum(cfg.iared.curriculum_epochs, len(spans))
@@ -94,9 +105,10 @@ def backbone_loss(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor, l
 
 
 def finetune_loss(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor, label_smoothing: float,
-                  info: StageInfo) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Cross-entropy of the backbone on the tokens the fixed interpreters keep (threshold)."""
-    out = forward(model, clips, decision="threshold")
+                  info: StageInfo, decision: str = "threshold") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Cross-entropy of the backbone on the tokens the fixed interpreters keep under ``decision``
+    (``threshold``; ``budget``: the model's ``budgets``)."""
+    out = forward(model, clips, decision=decision)
     loss = F.cross_entropy(out.logits.float(), labels, label_smoothing=label_smoothing)
     return loss, {"acc": _accuracy(out.logits, labels), **_keep_stats(kept_counts(out), info)}
 

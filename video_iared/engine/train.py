@@ -91,8 +91,8 @@ class _Trainer:
         self.out = Path(cfg.run.output_dir)
         _seed_all(cfg.run.seed)  # the same initial weights on every rank
         self.model = build_model(cfg.model).to(device)
-        if isinstance(self.model, IARed):
-            self.model.threshold = cfg.iared.threshold
+        if isinstance(self.model, IARed):  # the deployed decision, for fine-tuning and validation
+            self.model.threshold, self.model.budgets = cfg.iared.threshold, list(cfg.iared.budget) or None
         self.spec = input_spec(cfg)
         self.shape = shape_of(self.model)
         self.info = stage_info(cfg, self.shape.depth, self.shape.num_frames * self.shape.num_patches)
@@ -205,7 +205,7 @@ class _Trainer:
         if self.stage == "backbone":
             return backbone_loss(self.net, clips, labels, smoothing, self.info)
         if self.stage == "finetune":
-            return finetune_loss(self.net, clips, labels, smoothing, self.info)
+            return finetune_loss(self.net, clips, labels, smoothing, self.info, self.cfg.iared.decision)
         return interpreter_loss(self.net, clips, labels, active=active, info=self.info,
                                 wrong_penalty=self.cfg.iared.wrong_penalty,
                                 baseline_kind=self.cfg.iared.baseline, running=self.baseline,
@@ -291,7 +291,8 @@ class _Trainer:
                               autocast=self._autocast, info=self.info, active=active, shape=self.shape,
                               group_starts=list(self.cfg.model.interpreter_blocks),
                               interpreter_heads=self.cfg.model.interpreter_heads,
-                              rank=self.env.rank, world_size=self.env.world_size)
+                              decision=self.cfg.iared.decision, rank=self.env.rank,
+                              world_size=self.env.world_size)
             metrics.update({prefix + key: value for key, value in result.items()})
         return metrics
 

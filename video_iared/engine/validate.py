@@ -27,8 +27,9 @@ __all__ = ["validate"]
 def validate(model: nn.Module, loader: DataLoader, *, spec: InputSpec, device: torch.device,
              autocast: Callable[[], AbstractContextManager], info: StageInfo, active: int,
              shape: VitShape, group_starts: list[int], interpreter_heads: int,
-             rank: int = 0, world_size: int = 1) -> dict[str, float]:
-    """``top1`` (%), and with interpreters ``keep`` (block-weighted), ``keep_g*`` and ``gflops``."""
+             decision: str = "threshold", rank: int = 0, world_size: int = 1) -> dict[str, float]:
+    """``top1`` (%), and with interpreters ``keep`` (block-weighted), ``keep_g*`` and ``gflops``, under
+    the interpreters' ``decision`` (``threshold`` | ``budget`` | ``none``)."""
     model.eval()
     num_items = len(loader.dataset)
     sums = torch.zeros(3 + info.num_groups, dtype=torch.float64)  # count, correct, macs, kept per group
@@ -41,7 +42,7 @@ def validate(model: nn.Module, loader: DataLoader, *, spec: InputSpec, device: t
         seen += size
         with autocast():
             if info.num_groups:
-                out = forward(model, clips, decision="threshold", active_groups=active)
+                out = forward(model, clips, decision=decision, active_groups=active)
                 logits = out.logits
             else:
                 logits = dense_logits(model, clips, info)

@@ -13,7 +13,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .interpreter import DECISIONS, Decision, MultiHeadInterpreter, decide
+from .interpreter import DECISIONS, Decision, MultiHeadInterpreter, check_budgets, decide
 from .tokens import TokenState, unpack
 from ..flops import keep_share
 
@@ -80,6 +80,8 @@ class IARed(nn.Module):
             raise ValueError(f"group_starts {group_starts} must increase within 0..{depth - 1}")
         if budgets is not None and len(budgets) != len(starts):
             raise ValueError(f"{len(budgets)} budgets for {len(starts)} groups")
+        if budgets is not None:
+            check_budgets(budgets)
         if decision not in DECISIONS:
             raise ValueError(f"decision {decision!r} is not one of {DECISIONS}")
         self.backbone = backbone

@@ -8,7 +8,7 @@ the ``3 dim^2`` of a full projection; the scores are the same.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,14 +28,34 @@ class MultiHeadInterpreter(nn.Module):
     a state dict holding that ``qkv`` Linear loads directly (its value third is unused and dropped).
     """
 
-    def __init__(self, dim: int, num_heads: int = 6, qkv_bias: bool = True, eps: float = 1e-6) -> None:
+    def __init__(self, dim: int, num_heads: int = 6, qkv_bias: bool = True, eps: float = 1e-6,
+                 init_keep: float = 0.9) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.dim, self.num_heads, self.eps = dim, num_heads, eps
         self.scale = (dim // num_heads) ** -0.5
         self.qk = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+        self.reset_parameters(init_keep)
         self._register_load_state_dict_pre_hook(self._from_qkv)
+
+    @torch.no_grad()
+    def reset_parameters(self, init_keep: float) -> None:
+        """Start every score near ``init_keep``: small weights (timm's ViT init) and equal query and key
+        biases whose product is ``logit(init_keep)``. REINFORCE then starts from a policy that keeps
+        most tokens and stays accurate, and learns which tokens it can drop, instead of first having to
+        learn to keep the tokens a coin-flip policy (scores ~0.5, compounded over groups) throws away."""
+        if not 0.0 < init_keep < 1.0:
+            raise ValueError(f"init_keep must be in (0, 1), got {init_keep}")
+        nn.init.trunc_normal_(self.qk.weight, std=0.02)
+        if self.qk.bias is None:
+            return
+        logit = torch.logit(torch.tensor(init_keep)).item()
+        head_dim = self.dim // self.num_heads
+        # q_h . k_h * scale = head_dim * b^2 * scale for constant biases b of the same sign as the logit
+        b = (abs(logit) / (head_dim * self.scale)) ** 0.5
+        self.qk.bias[: self.dim].fill_(b if logit >= 0 else -b)
+        self.qk.bias[self.dim:].fill_(b)
 
     def _from_qkv(self, state_dict: dict, prefix: str, *args) -> None:
         """Accept the plain formulation's ``qkv`` Linear: keep its query and key thirds."""
@@ -62,6 +82,13 @@ class MultiHeadInterpreter(nn.Module):
             logits = part @ folded[bucket.groups]                           # (G, L, h)
             probs.append((logits if offset is None else logits + offset[bucket.groups]).sigmoid())
         return rows_by_cls.scatter(probs).mean(-1)
+
+
+def check_budgets(budgets: Sequence[float]) -> None:
+    """Cumulative keep ratios, one per group: non-increasing (a token dropped by one group stays
+    dropped) and in (0, 1]."""
+    if any(not 0.0 < r <= 1.0 for r in budgets) or list(budgets) != sorted(budgets, reverse=True):
+        raise ValueError(f"budget {list(budgets)} must be non-increasing keep ratios in (0, 1]")
 
 
 def decide(scores: Tensor, present: Tensor, mode: Decision, *, threshold: float = 0.5,

@@ -30,6 +30,10 @@ class ModelInfo:
 
 
 _VIT_B = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, qkv_bias=True)
+# CPU tests and demos: 32x32 frames, 4x4 patches of 8 pixels, dim 96, 4 heads, 8 frames every 4
+_TINY = dict(img_size=32, patch_size=8, num_frames=8, embed_dim=96, depth=4, num_heads=4, mlp_ratio=4.0,
+             qkv_bias=True, drop_path_rate=0.0)
+_TINY_INFO = ModelInfo(8, 4, 32, (32, 40))
 # ImageNet DeiT: 224 crops (test: short side 256, centre crop), ImageNet mean/std
 _IMAGENET = ModelInfo(1, 1, 224, (224, 256), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
@@ -44,10 +48,10 @@ _VARIANTS: dict[str, tuple[ModelInfo, type[nn.Module], dict[str, Any]]] = {
     # TimeSformer-L, TimeSformer_divST_96x4_224: ViT-B over 96 frames
     "timesformer_large_patch16_224": (ModelInfo(96, 4, 224, (256, 320)), TimeSformer,
                                       dict(img_size=224, num_frames=96, **_VIT_B)),
-    # CPU tests and demos: 32x32 frames, 4x4 patches of 8 pixels
-    "timesformer_tiny_patch8_32": (ModelInfo(8, 4, 32, (32, 40)), TimeSformer,
-                                   dict(img_size=32, patch_size=8, num_frames=8, embed_dim=96, depth=4,
-                                        num_heads=4, mlp_ratio=4.0, qkv_bias=True, drop_path_rate=0.0)),
+    "timesformer_tiny_patch8_32": (_TINY_INFO, TimeSformer, _TINY),
+    # the demo's model: the tiny one at depth 6, whose early tokens already say where the actor is (a
+    # linear probe finds the actor's tokens with IoU 0.20 at block 2, against 0.075 at depth 4)
+    "timesformer_tiny6_patch8_32": (_TINY_INFO, TimeSformer, _TINY | dict(depth=6)),
     # timm's deit_{tiny,small,base}_patch16_224 (same weights) on the packed token state
     "packed_deit_tiny_patch16_224": (_IMAGENET, DeiT, dict(embed_dim=192, depth=12, num_heads=3)),
     "packed_deit_small_patch16_224": (_IMAGENET, DeiT, dict(embed_dim=384, depth=12, num_heads=6)),
@@ -107,6 +111,12 @@ def timesformer_large_patch16_224(pretrained: bool = False, **kwargs: Any) -> Ti
 def timesformer_tiny_patch8_32(pretrained: bool = False, **kwargs: Any) -> TimeSformer:
     """Tiny TimeSformer for CPU tests and demos: 32x32 frames, dim 96, depth 4, 4 heads, 8 frames."""
     return _create("timesformer_tiny_patch8_32", pretrained, kwargs)
+
+
+@register_model
+def timesformer_tiny6_patch8_32(pretrained: bool = False, **kwargs: Any) -> TimeSformer:
+    """The tiny TimeSformer at depth 6 (the demo's model): its interpreters sit where tokens localise."""
+    return _create("timesformer_tiny6_patch8_32", pretrained, kwargs)
 
 
 @register_model
