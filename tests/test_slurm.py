@@ -21,19 +21,21 @@ from video_iared.launch.submit import ClusterOptions, job_folder, submit_shards
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 cloudpickle.register_pickle_by_value(resize_videos)  # data_prep/ is scripts, not a package a job imports
 
-# The engine as slurm/submit.py launches it: configs/tiny/backbone.yaml (at depth 4) on 2 CPU tasks, made slow enough
-# per step (64 px, 32-frame clips; ~0.8 s a step on 2 busy cores) that checkpoints land ~13 s apart. A hard
-# requeue (SIGTERM, which submitit ignores, then SIGKILL after KillWait=5 s) lets the job run ~5 s on, so
-# the kill still lands between checkpoints. 192 videos / 2 tasks / batch 2 = 48 steps in one epoch, with
-# checkpoints at steps 16 and 32 (both interruptions resume mid-epoch) and at the end.
-EPOCHS, STEPS_PER_EPOCH, CKPT_EVERY = 1, 48, 16
+# The engine as slurm/submit.py launches it: configs/tiny/backbone.yaml (at depth 4) on 2 CPU tasks, on 64 px,
+# 32-frame clips: 0.3 s a step on this machine's 2 cores (0.8 s on a slower, busier one). A hard requeue
+# (SIGTERM, which submitit ignores, then SIGKILL after KillWait=5 s) lets the job run ~5 s on, i.e. up to
+# ~17 steps here, so checkpoints are 32 steps apart: the kill lands before the next one on either machine.
+# 384 videos / 2 tasks / batch 2 = 96 steps in one epoch, with checkpoints at steps 32 and 64 (both
+# interruptions resume mid-epoch) and at the end.
+EPOCHS, STEPS_PER_EPOCH, CKPT_EVERY = 1, 96, 32
 STEPS = EPOCHS * STEPS_PER_EPOCH
-SYNTHETIC = dict(num_train=192, num_val=4, size=64, frames=32)
+SYNTHETIC = dict(num_train=384, num_val=4, size=64, frames=32)
 # --time over 10 min, or submitit takes every USR2 for the time limit (it treats the last 10 min as such)
 CLUSTER = ["--tasks-per-node", "2", "--cpus-per-task", "1", "--partition", "debug", "--time", "30"]
 OVERRIDES = [f"optim.epochs={EPOCHS}", "optim.warmup_epochs=0.25", f"run.ckpt_every_steps={CKPT_EVERY}",
              "run.log_every=1", "run.device=cpu", "data.batch_size=2", "data.num_workers=0",
-             "model.name=timesformer_tiny_patch8_32", "model.num_classes=4", "model.img_size=64", "model.num_frames=32", "data.crop_size=64",
+             "model.name=timesformer_tiny_patch8_32", "model.num_classes=4", "model.img_size=64",
+             "model.num_frames=32", "data.crop_size=64",
              "data.train_jitter_scales=[64,80]", "data.num_frames=32", "data.sampling_rate=1"]
 
 

@@ -52,7 +52,7 @@ class MultiHeadInterpreter(nn.Module):
             return
         logit = torch.logit(torch.tensor(init_keep)).item()
         head_dim = self.dim // self.num_heads
-        # q_h . k_h * scale = head_dim * b^2 * scale for constant biases b of the same sign as the logit
+        # with W ~ 0, q_h . k_h * scale = ±head_dim * b² * scale: the query biases carry the logit's sign
         b = (abs(logit) / (head_dim * self.scale)) ** 0.5
         self.qk.bias[: self.dim].fill_(b if logit >= 0 else -b)
         self.qk.bias[self.dim:].fill_(b)
