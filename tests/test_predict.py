@@ -66,6 +66,18 @@ def test_iared_prediction_spends_fewer_flops():
     assert prediction.probs.sum().item() == pytest.approx(1.0)
 
 
+def test_a_checkpoint_predicts_with_the_decision_it_was_fine_tuned_with(tmp_path):
+    """A checkpoint whose config deploys ``iared.decision=budget`` keeps exactly its budget in
+    predict / interpret; without a decision in the config the paper's threshold applies."""
+    blocks = ["model.interpreter_blocks=[0,2]", "model.interpreter_heads=4"]
+    clip = torch.randint(0, 255, (3, 8, 32, 32), dtype=torch.uint8)
+    budget = save_tiny_checkpoint(tmp_path / "budget.pth",
+                                  [*blocks, "iared.decision=budget", "iared.budget=[0.5,0.25]"])
+    assert predict_clip(load_model(budget), clip).keep_per_group == [0.5, 0.25]
+    threshold = save_tiny_checkpoint(tmp_path / "threshold.pth", blocks)
+    assert predict_clip(load_model(threshold), clip).keep_per_group == [1.0, 1.0]  # fresh scores ~0.9
+
+
 @pytest.mark.parametrize("content, expected", [
     (["a", "b", "c"], ["a", "b", "c"]),
     ({"classes": ["x", "y", "z"], "flip_sensitive": True}, ["x", "y", "z"]),

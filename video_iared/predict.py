@@ -24,7 +24,7 @@ from video_iared.data.transforms import crop_clip, multi_view_crop_boxes, normal
 from video_iared.data.video import read_clip
 from video_iared.engine.datasets import InputSpec, input_spec
 from video_iared.flops import model_macs, shape_of
-from video_iared.models.build import build_model
+from video_iared.models.build import build_model, set_decision
 from video_iared.models.registry import list_variants, model_defaults
 from video_iared.models.weights import WeightsError, extract_state_dict, load_weights, read_checkpoint
 
@@ -106,6 +106,7 @@ def load_model(checkpoint: str | Path, *, config: str | None = None,
         cfg = load_config(None, [*infer_model_overrides(state), *overrides])
     model = build_model(cfg.model, load=False)  # every weight comes from the checkpoint
     load_weights(model, raw)
+    set_decision(model, cfg.iared)
     return LoadedModel(model.to(device).eval(), cfg, input_spec(cfg))
 
 
@@ -147,8 +148,9 @@ def backbone_of(model: nn.Module) -> nn.Module:
 
 
 def run_iared(model: nn.Module, clips: Tensor) -> Any:
-    """The IA-RED² model's inference forward (threshold decisions, Pan et al. 2021) -> ``IARedOutput``."""
-    return model(clips, decision="threshold")
+    """The IA-RED² model's inference forward with its deployed decision (:func:`load_model` sets the
+    config's ``iared.decision``; threshold 0.5, the paper's, by default) -> ``IARedOutput``."""
+    return model(clips)
 
 
 @dataclass

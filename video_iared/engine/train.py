@@ -30,8 +30,7 @@ from video_iared.config import Config, ConfigError
 from video_iared.data.files import atomic_write_text
 from video_iared.data.transforms import normalize_on_device
 from video_iared.flops import shape_of
-from video_iared.models.build import build_model
-from video_iared.models.iared import IARed
+from video_iared.models.build import build_model, set_decision
 from video_iared.models.registry import model_defaults
 
 from . import checkpoint as ckpt
@@ -91,8 +90,7 @@ class _Trainer:
         self.out = Path(cfg.run.output_dir)
         _seed_all(cfg.run.seed)  # the same initial weights on every rank
         self.model = build_model(cfg.model).to(device)
-        if isinstance(self.model, IARed):  # the deployed decision, for fine-tuning and validation
-            self.model.threshold, self.model.budgets = cfg.iared.threshold, list(cfg.iared.budget) or None
+        set_decision(self.model, cfg.iared)  # the deployed decision, for fine-tuning and validation
         self.spec = input_spec(cfg)
         self.shape = shape_of(self.model)
         self.info = stage_info(cfg, self.shape.depth, self.shape.num_frames * self.shape.num_patches)

@@ -6,12 +6,12 @@ import logging
 import timm
 from torch import nn
 
-from video_iared.config import ModelConfig
+from video_iared.config import IARedConfig, ModelConfig
 
 from .iared import IARed
 from .weights import load_weights
 
-__all__ = ["build_model", "backbone_kwargs"]
+__all__ = ["build_model", "backbone_kwargs", "set_decision"]
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +38,11 @@ def build_model(cfg: ModelConfig, load: bool = True) -> nn.Module:
     if load and cfg.weights:
         log.info("%s", load_weights(model, cfg.weights))
     return model
+
+
+def set_decision(model: nn.Module, cfg: IARedConfig) -> None:
+    """Make ``cfg.decision`` (threshold at ``cfg.threshold``, budget at ``cfg.budget``, or none) the
+    default decision of an IA-RED² model: the one it was fine-tuned with and is deployed with."""
+    if isinstance(model, IARed):
+        model.decision, model.threshold = cfg.decision, cfg.threshold
+        model.budgets = list(cfg.budget) or None
