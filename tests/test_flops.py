@@ -6,6 +6,7 @@ import torch
 from einops import rearrange
 
 import video_iared  # noqa: F401  registers the variants in timm
+from train_helpers import REPO
 from video_iared.flops import VitShape, fvcore_macs, keep_ratio_masks, model_cost_report, model_macs, shape_of
 from video_iared.models import DeiT, IARed, TimeSformer
 from video_iared.models.tokens import TokenGroups
@@ -175,5 +176,17 @@ def test_cost_report_of_iared_model():
     assert "before blocks [1, 2, 3], 4 heads, cumulative keep 0.500, 0.250, 0.125" in report
     ratio = float(report.split("ratio ")[1].split(")")[0])
     assert 0.3 < ratio < 0.6
+    budget = model_cost_report(IARed(backbone, group_starts=(1, 2, 3), interpreter_heads=4), keep_ratio=0.5,
+                               budget=[0.5, 0.25, 0.125])
+    assert budget == report  # the same cumulative shares, given as a budget
     deit = timm.create_model("packed_deit_small_patch16_224")
     assert "image, 1 frames, 196 patches/frame" in model_cost_report(deit)
+
+
+def test_flops_of_a_budget_config_is_its_budget(capsys):
+    from video_iared.cli import main
+
+    assert main(["flops", "--config", str(REPO / "configs" / "tiny" / "finetune.yaml")]) == 0
+    text = capsys.readouterr().out
+    assert "cumulative keep 0.450, 0.200, 0.100, 0.050" in text
+    assert 0.45 < float(text.split("ratio ")[1].split(")")[0]) < 0.5     # 2.06x fewer in the demo

@@ -30,8 +30,9 @@ def _register_flops(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("flops", help="GFLOPs per view (fvcore convention: 1 multiply-add = 1 flop) "
                        "and parameters of a config's model")
     _add_config_args(p)
-    p.add_argument("--keep-ratio", type=float, default=1.0,
-                   help="share of patch tokens kept after each interpreter (IA-RED2 configs)")
+    p.add_argument("--keep-ratio", type=float, default=None,
+                   help="share of patch tokens kept after each interpreter (IA-RED2 configs; default: the "
+                   "config's iared.budget when it deploys decision=budget, else 1)")
     p.set_defaults(func=_cmd_flops)
 
 

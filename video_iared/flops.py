@@ -207,16 +207,18 @@ def shape_of(model: torch.nn.Module) -> VitShape:
                     attention_type=getattr(model, "attention_type", "image"))
 
 
-def model_cost_report(model: torch.nn.Module, keep_ratio: float = 1.0, name: str = "") -> str:
+def model_cost_report(model: torch.nn.Module, keep_ratio: float = 1.0, name: str = "",
+                      budget: Sequence[float] = ()) -> str:
     """A short text report of a (TimeSformer, DeiT or IA-RED²) model: parameters and GFLOPs per view.
 
-    With interpreters, ``keep_ratio`` is the share of the remaining tokens each interpreter keeps
+    With interpreters, ``budget`` gives the cumulative kept share after each group (a ``budget``
+    decision); without it ``keep_ratio`` is the share of the remaining tokens each interpreter keeps
     (so after group g the cumulative share is keep_ratio ** (g + 1)).
     """
     shape = shape_of(model)
     starts = list(getattr(model, "group_starts", []))
     heads = model.interpreters[0].num_heads if starts else 0
-    ratios = [keep_ratio ** (g + 1) for g in range(len(starts))]
+    ratios = list(budget) or [keep_ratio ** (g + 1) for g in range(len(starts))]
     macs = model_macs(shape, group_starts=starts, group_keep=keep_ratio_masks(shape, ratios),
                       interpreter_heads=heads).item()
     dense = model_macs(shape).item()
@@ -231,10 +233,13 @@ def model_cost_report(model: torch.nn.Module, keep_ratio: float = 1.0, name: str
     return "\n".join(lines)
 
 
-def report_model_cost(cfg: Any, keep_ratio: float = 1.0) -> str:
+def report_model_cost(cfg: Any, keep_ratio: float | None = None) -> str:
     """:func:`model_cost_report` of a config's model (built by ``models.build.build_model``; its
-    weights are not loaded: the cost does not depend on them, and the file need not exist here)."""
+    weights are not loaded: the cost does not depend on them, and the file need not exist here).
+    Without ``keep_ratio``, a config that deploys ``iared.decision=budget`` is costed at its budget."""
     from video_iared.models.build import build_model
 
     model = build_model(cfg.model, load=False)
-    return model_cost_report(model, keep_ratio, cfg.model.name)
+    use_budget = keep_ratio is None and cfg.iared.decision == "budget" and cfg.model.interpreter_blocks
+    return model_cost_report(model, 1.0 if keep_ratio is None else keep_ratio, cfg.model.name,
+                             budget=cfg.iared.budget if use_budget else ())
