@@ -7,7 +7,7 @@ import torch
 from tiny_videos import TINY, save_tiny_checkpoint, tiny_iared, write_square_video
 
 from video_iared.cli import main
-from video_iared.config import load_config
+from video_iared.config import ConfigError, load_config
 from video_iared.data.transforms import normalize_on_device
 from video_iared.engine.datasets import input_spec
 from video_iared.predict import (LoadedModel, infer_model_overrides, load_model, predict_clip,
@@ -76,6 +76,8 @@ def test_a_checkpoint_predicts_with_the_decision_it_was_fine_tuned_with(tmp_path
     assert predict_clip(load_model(budget), clip).keep_per_group == [0.5, 0.25]
     threshold = save_tiny_checkpoint(tmp_path / "threshold.pth", blocks)
     assert predict_clip(load_model(threshold), clip).keep_per_group == [1.0, 1.0]  # fresh scores ~0.9
+    with pytest.raises(ConfigError, match="one cumulative keep ratio per interpreter group"):
+        load_model(budget, overrides=["iared.budget=[0.5]"])
 
 
 @pytest.mark.parametrize("content, expected", [

@@ -32,7 +32,7 @@ from video_iared.config import Config
 from video_iared.data.kinetics import VideoDataset
 from video_iared.data.transforms import normalize_on_device
 from video_iared.flops import keep_share, model_macs, shape_of
-from video_iared.models.build import build_model
+from video_iared.models.build import build_model, set_decision
 from video_iared.models.weights import WeightsError, load_weights
 
 from . import distributed
@@ -198,6 +198,7 @@ def load_model(cfg: Config, checkpoint: str, device: torch.device) -> nn.Module:
     names the keys, since it would silently evaluate random weights.
     """
     model = build_model(cfg.model, load=False)  # every weight comes from ``checkpoint``
+    set_decision(model, cfg.iared)  # checks iared.budget before any work; predictors set theirs per call
     report = load_weights(model, checkpoint, strict=True)
     if report.missing:
         raise WeightsError(

@@ -17,7 +17,7 @@ from torch import nn
 
 from video_iared.config import Config, ConfigError
 from video_iared.models.iared import IARedOutput
-from video_iared.models.interpreter import check_budgets
+from video_iared.models.build import check_decision
 
 from . import distributed, policy
 
@@ -46,15 +46,7 @@ def check_stage(cfg: Config, depth: int) -> tuple[int, ...]:
     stage, blocks = cfg.iared.stage, cfg.model.interpreter_blocks
     if stage != "backbone" and not blocks:
         raise ConfigError(f"iared.stage={stage} needs interpreters: set model.interpreter_blocks")
-    if blocks and cfg.iared.decision == "budget":
-        budget = cfg.iared.budget
-        if len(budget) != len(blocks):
-            raise ConfigError(f"iared.decision=budget needs iared.budget: one cumulative keep ratio per "
-                              f"interpreter group ({len(blocks)}); got {budget}")
-        try:
-            check_budgets(budget)
-        except ValueError as err:
-            raise ConfigError(f"iared.budget: {err}") from err
+    check_decision(cfg.iared, len(blocks))
     try:
         spans = tuple(policy.group_spans(blocks, depth)) if blocks else ()
         policy.check_curriculum(cfg.iared.curriculum_epochs, len(spans))

@@ -6,12 +6,13 @@ import logging
 import timm
 from torch import nn
 
-from video_iared.config import IARedConfig, ModelConfig
+from video_iared.config import ConfigError, IARedConfig, ModelConfig
 
 from .iared import IARed
+from .interpreter import check_budgets
 from .weights import load_weights
 
-__all__ = ["build_model", "backbone_kwargs", "set_decision"]
+__all__ = ["build_model", "backbone_kwargs", "check_decision", "set_decision"]
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,24 @@ def build_model(cfg: ModelConfig, load: bool = True) -> nn.Module:
     return model
 
 
+def check_decision(cfg: IARedConfig, num_groups: int) -> None:
+    """A ``budget`` decision needs one cumulative keep ratio per interpreter group, non-increasing,
+    in (0, 1]; raises :class:`ConfigError` naming ``iared.budget`` otherwise."""
+    if not num_groups or cfg.decision != "budget":
+        return
+    if len(cfg.budget) != num_groups:
+        raise ConfigError(f"iared.decision=budget needs iared.budget: one cumulative keep ratio per "
+                          f"interpreter group ({num_groups}); got {cfg.budget}")
+    try:
+        check_budgets(cfg.budget)
+    except ValueError as err:
+        raise ConfigError(f"iared.budget: {err}") from err
+
+
 def set_decision(model: nn.Module, cfg: IARedConfig) -> None:
     """Make ``cfg.decision`` (threshold at ``cfg.threshold``, budget at ``cfg.budget``, or none) the
     default decision of an IA-RED² model: the one it was fine-tuned with and is deployed with."""
     if isinstance(model, IARed):
+        check_decision(cfg, len(model.group_starts))
         model.decision, model.threshold = cfg.decision, cfg.threshold
         model.budgets = list(cfg.budget) or None
