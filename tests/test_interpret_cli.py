@@ -67,6 +67,11 @@ def test_cli_video_and_eval_masks_end_to_end(tmp_path, capsys):
     assert main(["interpret", "--checkpoint", str(ckpt), "--video", str(video),
                  "--out", str(tmp_path / "one"), "--format", "gif"]) == 0
     assert {p.name for p in (tmp_path / "one").iterdir()} == {"heatmaps.gif", "heatmaps.png", "heatmaps.json"}
+    other = write_square_video(tmp_path / "other.mp4")
+    assert main(["interpret", "--checkpoint", str(ckpt), "--video", str(video), str(other),
+                 "--out", str(tmp_path / "two"), "--format", "gif"]) == 0             # one folder per video
+    assert {p.name for p in (tmp_path / "two").iterdir()} == {"clip", "other"}
+    assert (tmp_path / "two" / "other" / "heatmaps.png").is_file()
 
     root = write_dataset(tmp_path / "data", num_videos=3)
     out = tmp_path / "scores"

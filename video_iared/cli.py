@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable
 
 from video_iared.config import ConfigError, load_config
@@ -121,9 +122,12 @@ def _cmd_interpret(args: argparse.Namespace) -> int:
         loaded = load_model(args.checkpoint, config=args.config, overrides=args.overrides)
         if args.video:
             names = read_class_names(args.classes, loaded.cfg, loaded.model_num_classes)
-            paths = run.explain_video(loaded, args.video, args.out or "interpret_output", class_names=names,
-                                      fmt=args.format, block=args.block)
-            print("\n".join(f"{kind:<9s} {path}" for kind, path in paths.items()))
+            out = Path(args.out or "interpret_output")
+            for video in args.video:  # one process for all: the model loads once
+                video_out = out / Path(video).stem if len(args.video) > 1 else out
+                paths = run.explain_video(loaded, video, video_out, class_names=names, fmt=args.format,
+                                          block=args.block)
+                print("\n".join(f"{kind:<9s} {path}" for kind, path in paths.items()))
             return 0
         batches = run.mask_batches(loaded, max_items=args.max_items, batch_size=args.batch_size,
                                    imagenet_seg=args.imagenet_seg)
@@ -145,7 +149,8 @@ def _register_interpret(sub: argparse._SubParsersAction) -> None:
     _add_config_args(p)
     p.add_argument("--checkpoint", required=True, help="this project's checkpoint, or an official .pyth")
     job = p.add_mutually_exclusive_group(required=True)
-    job.add_argument("--video", help="render this video: heatmaps.mp4|gif, heatmaps.png, heatmaps.json")
+    job.add_argument("--video", nargs="+", help="render these videos: heatmaps.mp4|gif, heatmaps.png, "
+                     "heatmaps.json in --out (several videos: in --out/<video name>/)")
     job.add_argument("--eval-masks", action="store_true",
                      help="score every method on the val list's x.masks.npz sidecars (Chefer et al. "
                           "protocol): interpretability.json and interpretability.md")

@@ -74,12 +74,11 @@ def build_stages(out: Path, num_train: int, num_val: int) -> list[Stage]:
                    "--eval-masks", "--out", str(out / "interpret"), *common),
               out / "interpret" / "interpretability.json"),
     ]
-    for index in range(RENDERED_CLIPS):  # the first val videos: one of each class (labels cycle)
-        video = data / "videos" / "val" / f"{index:05d}.mp4"
-        stages.append(Stage(f"render heatmaps of val video {index}",
-                            _cli("interpret", "--checkpoint", str(ckpt["finetune"]), "--video", str(video),
-                                 "--format", "gif", "--out", str(out / "renders" / f"val_{index:05d}")),
-                            out / "renders" / f"val_{index:05d}" / "heatmaps.png"))
+    rendered = [data / "videos" / "val" / f"{index:05d}.mp4" for index in range(RENDERED_CLIPS)]  # labels cycle
+    stages.append(Stage(f"render heatmaps of {RENDERED_CLIPS} val videos",
+                        _cli("interpret", "--checkpoint", str(ckpt["finetune"]), "--video", *map(str, rendered),
+                             "--format", "gif", "--out", str(out / "renders")),
+                        out / "renders" / rendered[-1].stem / "heatmaps.png"))
     stages.append(Stage("predict one video",
                         _cli("predict", str(data / "videos" / "val" / "00001.mp4"), "--checkpoint",
                              str(ckpt["finetune"]), "--classes", str(data / "classes.json"),
