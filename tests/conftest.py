@@ -51,10 +51,13 @@ def single_frame_control(demo_data, tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_pipeline(tiny_backbone, demo_data, tmp_path_factory) -> dict[str, dict]:
-    """Stages 2 and 3 on top of :func:`tiny_backbone`: every stage's metrics plus ``output_dir``."""
+    """The demo's later training stages (``video_iared.demo.TRAINING``) on top of :func:`tiny_backbone`:
+    every stage's metrics plus ``output_dir``, keyed by config name."""
+    from video_iared.demo import TRAINING
+
     results = {"backbone": tiny_backbone}
     runs = tmp_path_factory.mktemp("runs")
-    for stage in ("interpreters", "finetune"):
-        weights = results["backbone" if stage == "interpreters" else "interpreters"]["output_dir"] / "checkpoint.pth"
-        results[stage] = _train(stage, demo_data, runs / stage, f"model.weights={weights}")
+    for _, config, start in TRAINING[1:]:
+        weights = results[start]["output_dir"] / "checkpoint.pth"
+        results[config] = _train(config, demo_data, runs / config, f"model.weights={weights}")
     return results
