@@ -23,9 +23,8 @@ DEMO_DATA = dict(num_train=2400, num_val=480, size=64, frames=32)  # data_prep/m
 
 
 def _train(config: str, root: Path, out: Path, *overrides: str) -> dict:
-    """``video-iared train`` in a fresh process, as the demo runs it. When the backbone leaves chance
-    depends on float details: in the pytest process, after the other tests, one run left it only after
-    6 epochs and ended at 72.3 %; fresh processes on the same machine ended at 98.1 and 99.0 %."""
+    """``video-iared train`` in a fresh process, exactly as the demo runs it (README, The synthetic
+    dataset: when the backbone leaves chance varies from run to run)."""
     run_python(["-m", "video_iared.cli", "train", "--config", str(REPO / "configs" / "tiny" / f"{config}.yaml"),
                 f"data.root={root}", f"run.output_dir={out}", *overrides], timeout=1800)
     return {**json.loads((out / "final_metrics.json").read_text()), "output_dir": out}
