@@ -26,7 +26,8 @@ def _train(config: str, root: Path, out: Path, *overrides: str) -> dict:
     """``video-iared train`` in a fresh process, exactly as the demo runs it (README, The synthetic
     dataset: when the backbone leaves chance varies from run to run)."""
     run_python(["-m", "video_iared.cli", "train", "--config", str(REPO / "configs" / "tiny" / f"{config}.yaml"),
-                f"data.root={root}", f"run.output_dir={out}", *overrides], timeout=1800)
+                f"data.root={root}", f"run.output_dir={out}", "run.eval_every_epochs=1000", *overrides],
+               timeout=1800)  # validation after the last epoch only (it draws no training randomness)
     return {**json.loads((out / "final_metrics.json").read_text()), "output_dir": out}
 
 
@@ -44,9 +45,10 @@ def tiny_backbone(demo_data, tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def single_frame_control(demo_data, tmp_path_factory) -> dict:
-    """The same model and recipe on one frame per clip: what the data gives away without motion."""
+    """The same model and recipe on one frame per clip, for half the epochs (the test suite's time;
+    10 epochs also stayed at chance, 33.3 %): what the data gives away without motion."""
     return _train("backbone", demo_data, tmp_path_factory.mktemp("runs") / "single_frame", "model.weights=",
-                  "model.num_frames=1", "data.num_frames=1")
+                  "model.num_frames=1", "data.num_frames=1", "optim.epochs=5")
 
 
 @pytest.fixture(scope="session")
