@@ -4,7 +4,8 @@ Each stage runs the same command a user would type (printed before it runs), so 
 a worked example: generate the Kinetics-layout synthetic set, check it, train the tiny TimeSformer,
 train the interpreters (REINFORCE, curriculum), fine-tune, train and fine-tune once more, evaluate,
 sweep against the baselines, score the heatmaps against the masks, render a few clips, and write
-``REPORT.md`` with every stage's time. A finished stage (its output file exists) is skipped on a rerun, so an interrupted demo resumes.
+``REPORT.md`` with every stage's time. A finished stage (its output file exists) is skipped on a
+rerun, so an interrupted demo resumes.
 """
 from __future__ import annotations
 
