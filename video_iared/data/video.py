@@ -176,8 +176,11 @@ class VideoWriter:
         self.close() if exc_type is None else self.abort()
 
 
-def write_video(path: str, frames: np.ndarray, *, fps: float = 30.0, gop: int | None = None, crf: int = 23) -> None:
-    """Write uint8 ``(T, H, W, 3)`` RGB frames as an h264 mp4 (atomically, see :class:`VideoWriter`)."""
-    with VideoWriter(path, width=frames.shape[2], height=frames.shape[1], fps=fps, gop=gop, crf=crf) as writer:
+def write_video(path: str, frames: np.ndarray, *, fps: float = 30.0, gop: int | None = None, crf: int = 23,
+                threads: int = 0) -> None:
+    """Write uint8 ``(T, H, W, 3)`` RGB frames as an h264 mp4 (atomically, see :class:`VideoWriter`;
+    ``threads=1`` makes the bytes reproducible, x264's frame threads do not)."""
+    with VideoWriter(path, width=frames.shape[2], height=frames.shape[1], fps=fps, gop=gop, crf=crf,
+                     threads=threads) as writer:
         for frame in frames:
             writer.write(frame)
