@@ -78,6 +78,20 @@ def test_build_model_maps_the_config():
     assert isinstance(iared, IARed) and iared.group_starts == [1, 3] and len(iared.interpreters) == 2
 
 
+def test_init_std_scales_a_from_scratch_timesformer_and_is_refused_by_image_models():
+    from video_iared.models.build import build_model
+
+    def qkv_std(overrides: list[str]) -> float:
+        model = build_model(load_config(None, ["model.num_classes=3", *overrides]).model)
+        assert all(block.temporal_fc.weight.count_nonzero() == 0 for block in model.blocks)  # still zero
+        return torch.cat([block.attn.qkv.weight.flatten() for block in model.blocks]).std().item()
+
+    assert qkv_std([]) == pytest.approx(0.02, rel=0.05)  # the official 0.02
+    assert qkv_std(["model.init_std=0.06"]) == pytest.approx(0.06, rel=0.05)
+    with pytest.raises(ConfigError, match=r"packed_deit_tiny_patch16_224 does not take .*init_std"):
+        build_model(load_config(None, ["model.name=packed_deit_tiny_patch16_224", "model.init_std=0.06"]).model)
+
+
 def test_input_spec_takes_the_model_metadata_then_data_overrides():
     from video_iared.engine.datasets import input_spec
 

@@ -35,6 +35,7 @@ class ModelConfig:
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.1
+    init_std: Optional[float] = None  # truncated-normal std of a from-scratch TimeSformer; None: 0.02 (official)
     weights: str = ""  # a file load_weights understands: official .pyth, timm/DeiT ImageNet, ours
     grad_checkpointing: bool = False
     # IA-RED2: an interpreter before each listed block; empty = dense model.

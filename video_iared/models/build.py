@@ -19,10 +19,11 @@ log = logging.getLogger(__name__)
 
 def backbone_kwargs(cfg: ModelConfig) -> dict:
     """Keyword arguments for ``timm.create_model(cfg.name, **kwargs)``; ``None`` values (frames,
-    image size, attention type — which image models don't take) keep the registered defaults."""
+    image size, attention type, init std — which image models don't take) keep the registered defaults."""
     kwargs = dict(num_classes=cfg.num_classes, drop_rate=cfg.drop_rate, attn_drop_rate=cfg.attn_drop_rate,
                   drop_path_rate=cfg.drop_path_rate)
-    optional = {"attention_type": cfg.attention_type, "num_frames": cfg.num_frames, "img_size": cfg.img_size}
+    optional = {"attention_type": cfg.attention_type, "num_frames": cfg.num_frames, "img_size": cfg.img_size,
+                "init_std": cfg.init_std}
     return kwargs | {key: value for key, value in optional.items() if value is not None}
 
 
@@ -31,7 +32,11 @@ def build_model(cfg: ModelConfig, load: bool = True) -> nn.Module:
     is set, with ``cfg.weights`` loaded (any file ``load_weights`` understands: official ``.pyth``,
     ImageNet ViT/DeiT, this project's checkpoints; backbone-only files go into the backbone).
     ``load=False`` skips ``cfg.weights`` (evaluation loads its ``--checkpoint`` instead)."""
-    model = timm.create_model(cfg.name, **backbone_kwargs(cfg))
+    try:
+        model = timm.create_model(cfg.name, **backbone_kwargs(cfg))
+    except TypeError as err:  # a video-only key (attention_type, num_frames, init_std) on an image model
+        raise ConfigError(f"model.name={cfg.name} does not take a key set under model: ({err}); "
+                          "remove it from the config") from err
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     if cfg.interpreter_blocks:
