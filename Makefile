@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast acceptance demo bench clean
+.PHONY: install test test-fast demo bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,6 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
-
-acceptance: $(STAMP)
-	$(PY) -m pytest -m acceptance $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m video_iared.cli demo --out demo_output

@@ -12,7 +12,6 @@ def _figures(results: dict) -> str:
                      for stage, r in results.items())
 
 
-@pytest.mark.acceptance  # not met yet (README, Tiny synthetic config): out of `make test`, in `make acceptance`
 def test_interpreters_drop_tokens_at_little_cost(tiny_pipeline):
     """Stage 2 as the paper runs it: interpreters against the frozen stage-1 (dense) backbone."""
     dense, pruned = tiny_pipeline["backbone"], tiny_pipeline["interpreters"]

@@ -2,7 +2,7 @@
 
 Each stage runs the same command a user would type (printed before it runs), so the demo doubles as
 a worked example: generate the Kinetics-layout synthetic set, check it, train the tiny TimeSformer,
-train the interpreters (REINFORCE, curriculum), fine-tune, train and fine-tune once more, evaluate,
+train the interpreters (REINFORCE, curriculum), fine-tune (the paper's three stages), evaluate,
 sweep against the baselines, score the heatmaps against the masks, render a few clips, and write
 ``REPORT.md`` with every stage's time. A finished stage (its output file exists) is skipped on a
 rerun, so an interrupted demo resumes.
@@ -21,14 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny"
 RENDERED_CLIPS = 4
-# (stage name, configs/tiny/<config>.yaml, the run whose checkpoint it starts from): the paper's three
-# stages, then stages 2 and 3 once more on the adapted backbone (the alternation the IA-RED² patent
-# allows), which lifts both the fine-tuned accuracy and the interpreters' maps (README, Results)
+# (stage name, configs/tiny/<config>.yaml, the run whose checkpoint it starts from): the paper's three stages
 TRAINING = (("train backbone", "backbone", None),
             ("train interpreters", "interpreters", "backbone"),
-            ("fine-tune", "finetune", "interpreters"),
-            ("train interpreters again", "interpreters_round2", "finetune"),
-            ("fine-tune again", "finetune_round2", "interpreters_round2"))
+            ("fine-tune", "finetune", "interpreters"))
 FINAL = TRAINING[-1][1]  # the deployed IA-RED2 model: evaluated, swept, interpreted
 # fewer points than the sweep's defaults (each is a pass over the test set): the demo's time budget
 SWEEP_POINTS = ("--thresholds", "0.5,0.7,0.9", "--keep-ratios", "0.8,0.65,0.5", "--tome-r", "1,2")
