@@ -23,8 +23,8 @@ DEMO_DATA = dict(num_train=2400, num_val=480, size=64, frames=32)  # data_prep/m
 
 
 def _train(config: str, root: Path, out: Path, *overrides: str) -> dict:
-    """``video-iared train`` in a fresh process, exactly as the demo runs it (README, The synthetic
-    dataset: when the backbone leaves chance varies from run to run)."""
+    """``video-iared train`` in a fresh process, as the demo runs it but validating only after the last
+    epoch (the suite's time)."""
     run_python(["-m", "video_iared.cli", "train", "--config", str(REPO / "configs" / "tiny" / f"{config}.yaml"),
                 f"data.root={root}", f"run.output_dir={out}", "run.eval_every_epochs=1000", *overrides],
                timeout=1800)  # validation after the last epoch only (it draws no training randomness)

@@ -113,7 +113,7 @@ class TimeSformer(nn.Module):
 
         0.02 was set for width 768; from scratch at width 96 each linear map shrinks its input ~3x more
         (gain 0.02 * sqrt(96) vs 0.02 * sqrt(768)), and the tiny model sat at chance for 460-605 steps
-        before it learnt to compare frames. The tiny configs use ~1/sqrt(width) (README, Tiny recipe)."""
+        before it learnt to compare frames. The tiny configs use ~1/sqrt(width) (README, The synthetic dataset)."""
         trunc_normal_(self.pos_embed, std=std)
         trunc_normal_(self.cls_token, std=std)
         for module in self.modules():
