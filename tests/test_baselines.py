@@ -57,7 +57,7 @@ def test_cls_attention_scores_equal_the_blocks_attention_row(model, clip):
             model.blocks[0](current)
         layout = current.layout
         captured = rows["blocks.0.attn"].mean(1)  # (B*T, L): the CLS copy of each frame
-        ref = layout.frame_groups.scatter(captured[..., None])[layout.batch * layout.frames:, 0]
+        ref = layout.frame_sequences.scatter(captured[..., None])[layout.batch * layout.frames:, 0]
         present = layout.keep_mask()
         assert torch.allclose(scores[present], ref, atol=1e-6)
         assert bool((scores[~present] == 0).all())

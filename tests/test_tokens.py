@@ -1,83 +1,107 @@
-"""Token bookkeeping: group plans, pack/unpack, layouts."""
+"""Token bookkeeping: sequence plans, pack/unpack, layouts."""
 import torch
 
-from video_iared.models.tokens import TokenLayout, kept_index, make_groups, pack, unpack
+from video_iared.models.tokens import (SequencePlan, TokenLayout, compact_index, pack, round_up, sequence_plan,
+                                       unpack)
 
 CPU = torch.device("cpu")
 
 
-def test_make_groups_gathers_each_group_in_order_and_scatters_back():
-    group = torch.tensor([7, 3, 7, 3, 3, 9, 7, 3])
-    rows = torch.arange(8.0)[:, None] * torch.ones(1, 2)
-    plan = make_groups(group, tolerance=0.5)      # lengths 4, 3 share a bucket; 1 gets its own
-    grouped = plan.gather(rows)
-    assert [b.groups.tolist() for b in plan.buckets] == [[3, 7], [9]]
-    assert grouped[0][:, :, 0].tolist() == [[1, 3, 4, 7], [0, 2, 6, 0]]  # padding reads row 0
-    assert grouped[1][:, :, 0].tolist() == [[5]] and plan.buckets[1].mask is None
-    assert plan.buckets[0].mask.flatten(1).tolist() == [[True] * 4, [True] * 3 + [False]]
-    assert torch.equal(plan.scatter(grouped), rows)
-    by_id = torch.full((10, 5, 2), -1.0)          # every group at its id, padded past the longest
-    for bucket, part in zip(plan.buckets, grouped):
-        by_id[bucket.groups, : bucket.length] = part
-    assert torch.equal(plan.scatter(by_id), rows)
-    one = make_groups(group, tolerance=1.0)       # a single padded bucket
-    assert len(one.buckets) == 1 and torch.equal(one.scatter(one.gather(rows)), rows)
+def test_sequence_plan_gathers_rows_into_slots_and_scatters_back():
+    rows = torch.arange(1.0, 6.0)[:, None] * torch.ones(1, 2)         # rows 1..5
+    slot = torch.tensor([4, 0, 1, 7, 5])                               # 2 sequences of 4 slots
+    plan = sequence_plan(slot, 2, 4)
+    grid = plan.gather(rows)
+    assert grid[..., 0].tolist() == [[2, 3, 0, 0], [1, 5, 0, 4]]      # padding is zero
+    assert plan.mask.flatten(1).tolist() == [[True, True, False, False], [True, True, False, True]]
+    assert torch.equal(plan.scatter(grid), rows)
+    keys = torch.tensor([True, False, True, True, True])               # row 2 (slot 0) hidden
+    assert sequence_plan(slot, 2, 4, keys).mask.flatten(1)[0].tolist() == [False, True, False, False]
+    empty = sequence_plan(torch.tensor([0, 1]), 2, 2, fill_empty=True)  # sequence 1 has no row
+    assert empty.mask.flatten(1).tolist() == [[True, True], [True, True]]
+    assert sequence_plan(slot, 2, 4, masked=False).mask is None
 
 
-def test_buckets_bound_padding():
-    gen = torch.Generator().manual_seed(0)
-    group = torch.randint(0, 40, (2000,), generator=gen) % torch.randint(1, 40, (2000,), generator=gen)
-    plan = make_groups(group)
-    slots = sum(b.groups.numel() * b.length for b in plan.buckets)
-    assert slots <= 2000 / (1 - 0.125) and len(plan.buckets) > 1
-    for bucket in plan.buckets:
-        if bucket.mask is not None:
-            lengths = bucket.mask.flatten(1).sum(1)
-            assert lengths.min() >= (1 - 0.125) * bucket.length
-    rows = torch.randn(2000, 3)
-    assert torch.equal(plan.scatter(plan.gather(rows)), rows)
+def test_sequence_plan_without_padding_is_a_permutation_or_a_view():
+    x = torch.randn(6, 3)
+    view = SequencePlan(2, 3)
+    assert view.gather(x).data_ptr() == x.data_ptr() and torch.equal(view.scatter(view.gather(x)), x)
+    perm = sequence_plan(torch.tensor([5, 0, 3, 1, 4, 2]), 3, 2)
+    assert perm.mask is None and perm.source is not None              # one gather, no padding
+    assert torch.equal(perm.gather(x).reshape(6, 3)[5], x[0]) and torch.equal(perm.scatter(perm.gather(x)), x)
 
 
-def test_make_groups_identity_and_fixed_numbering():
-    plan = make_groups(torch.arange(12) // 4)
-    assert plan.slot is None and plan.buckets[0].index is None     # already grouped: a view
-    x = torch.randn(12, 5)
-    assert plan.gather(x)[0].data_ptr() == x.data_ptr()
-    plan = make_groups(torch.tensor([0, 0, 2]), num_groups=3, tolerance=1.0)  # id 1 has no rows: left out
-    assert plan.buckets[0].groups.tolist() == [0, 2]
-    assert plan.buckets[0].mask.flatten(1).tolist() == [[True, True], [True, False]]
-
-
-def test_pack_unpack_round_trip():
+def test_compact_index_pack_unpack_round_trip():
     keep = torch.tensor([[True, False, True], [False, False, True]])
-    index = kept_index(keep)
+    index = compact_index(keep.flatten(), 3)
     assert index.tolist() == [0, 2, 5]
     tokens = torch.arange(6.0).view(2, 3, 1)
     rows = pack(tokens, index)
     assert rows.flatten().tolist() == [0, 2, 5]
     assert unpack(rows, index, 2, 3, fill=-1).flatten().tolist() == [0, -1, 2, -1, -1, 5]
+    assert round_up(17, 16, 40) == 32 and round_up(33, 16, 40) == 40 and round_up(0, 16, 40) == 0
 
 
-def test_layout_coordinates_groups_and_hierarchy():
+def layout_with_drops():
     batch, frames, locations = 2, 3, 4
-    layout = TokenLayout(batch, frames, locations, CPU)
     keep = torch.zeros(batch, frames * locations, dtype=torch.bool)
     keep[0, [0, 4, 5, 11]] = True       # (n, t) = (0,0), (1,1), (1,2), (3,2)
     keep[1, [7]] = True                 # (2, 1)
+    return TokenLayout(batch, frames, locations, CPU), keep
+
+
+def test_layout_coordinates_sequences_and_hierarchy():
+    layout, keep = layout_with_drops()
     packed, rows = layout.select(keep)
     assert rows.tolist() == [0, 4, 5, 11, 19]
+    assert packed.counts.tolist() == [4, 1] and packed.longest == 4 and not packed.uniform
     assert packed.sample.tolist() == [0, 0, 0, 0, 1]
     assert packed.frame.tolist() == [0, 1, 2, 2, 1]
     assert packed.location.tolist() == [0, 1, 1, 3, 2]
-    temporal = packed.temporal_groups   # (sample, location) (0,0) (0,1) (0,3) (1,2): lengths 1, 2, 1, 1
-    parts = temporal.gather(torch.arange(5.0)[:, None])
-    assert [p[:, :, 0].tolist() for p in parts] == [[[1, 2]], [[0], [3], [4]]]
-    frame_of_row = torch.cat([torch.arange(6), packed.sample * frames + packed.frame])
-    frames_plan = make_groups(frame_of_row, tolerance=1.0)
-    slots = frames_plan.gather(torch.arange(11.0)[:, None])[0][:, :, 0]  # rows: 6 CLS copies, then 5 patches
-    assert frames_plan.buckets[0].groups.tolist() == [2, 0, 1, 4, 3, 5]  # frames b*T+t, longest first
-    assert slots[:, 0].tolist() == [2, 0, 1, 4, 3, 5]               # each led by its CLS copy
-    assert frames_plan.buckets[0].mask.flatten(1).sum(1).tolist() == [3, 2, 2, 2, 1, 1]
-    again, _ = packed.select(torch.ones(batch, frames * locations, dtype=torch.bool))
+    values = torch.arange(1.0, 6.0)[:, None]
+    temporal = packed.temporal_sequences   # (sample, location) x frame: the dense (b n) t grid
+    assert (temporal.count, temporal.length) == (8, 3)
+    grid = temporal.gather(values)[..., 0]
+    assert grid[0].tolist() == [1, 0, 0] and grid[1].tolist() == [0, 2, 3] and grid[6].tolist() == [0, 5, 0]
+    assert temporal.mask.flatten(1)[2].tolist() == [True] * 3             # no token at (0, 2): every slot
+    frames = packed.frame_sequences       # rows: 6 CLS copies (b*T + t), then 5 patches at 1 + location
+    assert (frames.count, frames.length) == (6, 5)
+    grid = frames.gather(torch.cat([torch.full((6, 1), -1.0), values]))[..., 0]
+    assert grid[:, 0].tolist() == [-1] * 6
+    assert grid[2].tolist() == [-1, 0, 3, 0, 4] and grid[4].tolist() == [-1, 0, 0, 5, 0]
+    assert frames.mask.flatten(1).sum(1).tolist() == [2, 2, 3, 1, 2, 1]
+    samples = packed.sample_sequences     # CLS, then the sample's tokens packed; 1 + 4 slots (ceil to 16, cap 12)
+    assert (samples.count, samples.length) == (2, 13)
+    grid = samples.gather(torch.cat([torch.full((2, 1), -1.0), values]))[..., 0]
+    assert grid[0, :5].tolist() == [-1, 1, 2, 3, 4] and grid[1, :3].tolist() == [-1, 5, 0]
+    again, _ = packed.select(torch.ones(2, 12, dtype=torch.bool))
     assert torch.equal(again.flat, packed.flat)                     # dropped tokens are not revived
     assert torch.equal(packed.keep_mask(), keep)
+
+
+def test_budget_select_is_uniform_and_unpadded():
+    layout = TokenLayout(2, 3, 4, CPU)
+    keep = torch.zeros(2, 12, dtype=torch.bool)
+    keep[0, [1, 2, 9]] = True
+    keep[1, [0, 5, 6]] = True
+    packed, rows = layout.select(keep, per_sample=3)
+    assert rows.tolist() == [1, 2, 9, 12, 17, 18] and packed.uniform and packed.longest == 3
+    plan = packed.sample_sequences
+    assert (plan.count, plan.length) == (2, 4) and plan.mask is None     # no padding: no mask
+    second, rows = packed.select(keep & (torch.arange(12) != 2), per_sample=2)
+    assert rows.tolist() == [0, 2, 3, 4] and second.flat.tolist() == [1, 9, 12, 17]
+
+
+def test_dense_layout_plans_need_no_mask():
+    layout = TokenLayout(2, 3, 4, CPU)
+    assert layout.temporal_sequences.slot is None and layout.temporal_sequences.mask is None
+    for plan in (layout.frame_sequences, layout.sample_sequences):
+        assert plan.mask is None and plan.source is not None
+
+
+def test_hidden_rows_are_no_keys():
+    layout, keep = layout_with_drops()
+    hidden = layout.hide(keep)
+    frames = hidden.frame_sequences
+    assert frames.mask.flatten(1).sum(1).tolist() == [2, 2, 3, 1, 2, 1]   # the CLS copy + kept tokens
+    assert hidden.temporal_sequences.mask.flatten(1)[2].tolist() == [True] * 3   # nothing visible: every slot

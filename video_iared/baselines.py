@@ -68,7 +68,7 @@ def cls_attention_scores(block: Block, state: TokenState) -> Tensor:
 
     Per head h: q = W_q,h LN(cls) + b_q,h, logit_j = scale · q·(W_k,h LN(x_j) + b_k,h), folded as
     (W_k,hᵀ q)·LN(x_j) + q·b_k,h so each token costs heads × dim MACs; softmax over each frame's CLS
-    copy and present tokens (the spatial step's groups, a one-query attention over each length bucket with
+    copy and present tokens (the spatial step's sequences, a one-query attention over the padded grid with
     :func:`~video_iared.models.layers.group_softmax`, the block's own softmax); mean over heads.
     """
     attn: Attention = block.attn
@@ -82,11 +82,10 @@ def cls_attention_scores(block: Block, state: TokenState) -> Tensor:
                           "(h c) -> h c", h=heads)).sum(-1)  # (B, h)
     cls_key = torch.einsum("bhd,bd->bh", folded, block.norm1(state.cls)) + bias
     patch_logits = torch.einsum("mhd,md->mh", folded[layout.sample], block.norm1(state.patches)) + bias[layout.sample]
-    rows = torch.cat([repeat(cls_key, "b h -> (b t) h", t=layout.frames), patch_logits])  # frame_groups' row order
-    groups = layout.frame_groups
-    weights = [rearrange(group_softmax(rearrange(part, "g l h -> g h 1 l"), bucket.mask), "g h 1 l -> g l h")
-               for part, bucket in zip(groups.gather(rows), groups.buckets)]  # the CLS query's row per bucket
-    weights = groups.scatter(weights)[layout.batch * layout.frames:].mean(1)  # (M,)
+    rows = torch.cat([repeat(cls_key, "b h -> (b t) h", t=layout.frames), patch_logits])  # frame_sequences' rows
+    plan = layout.frame_sequences
+    weights = group_softmax(rearrange(plan.gather(rows), "g l h -> g h 1 l"), plan.mask)  # the CLS query's row
+    weights = plan.scatter(rearrange(weights, "g h 1 l -> g l h"))[layout.batch * layout.frames:].mean(1)  # (M,)
     scores = torch.zeros(layout.batch * layout.tokens_per_sample, dtype=weights.dtype, device=weights.device)
     return scores.index_copy_(0, layout.flat, weights).view(layout.batch, layout.tokens_per_sample)
 

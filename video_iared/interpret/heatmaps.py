@@ -47,21 +47,16 @@ def _softmax_weights(module: Attention, qkv: Tensor) -> Tensor:
 
 
 def _head_averaged_attention(module: Attention, args: tuple, kwargs: dict) -> Tensor:
-    """Recompute a module's attention from its forward inputs -> (G, L, L), groups in id order."""
+    """Recompute a module's attention from its forward inputs -> (G, L, L), sequences in plan order."""
     x = args[0]
-    groups = args[1] if len(args) > 1 else kwargs.get("groups")
+    plan = args[1] if len(args) > 1 else kwargs.get("plan")
     key_mask = args[2] if len(args) > 2 else kwargs.get("key_mask")
-    dense = key_mask is None and (groups is None or all(b.mask is None for b in groups.buckets))
-    if not dense:
+    if key_mask is not None or (plan is not None and plan.mask is not None):
         raise ValueError("attention baselines need the dense model (every token present, no padding)")
     qkv = module.qkv(x)
-    if groups is None:
+    if plan is None:
         return _softmax_weights(module, qkv if qkv.dim() == 3 else qkv[None])
-    parts = [_softmax_weights(module, part) for part in groups.gather(qkv)]
-    full = parts[0].new_empty(sum(p.shape[0] for p in parts), *parts[0].shape[1:])
-    for bucket, part in zip(groups.buckets, parts):
-        full[bucket.groups] = part
-    return full
+    return _softmax_weights(module, plan.gather(qkv))
 
 
 @contextmanager

@@ -4,11 +4,11 @@ the image backbone of IA-RED²'s DeiT experiments.
 :class:`DeiT` *is* timm's ``VisionTransformer`` (same modules, initialisation and state-dict keys, so
 ``deit_small_patch16_224`` weights load strictly). Each timm block keeps its norms, MLP, layer scale
 and drop path; only its attention is the project's :class:`~video_iared.models.layers.Attention`
-(same ``qkv`` / ``proj`` parameters), so images run through the one attention over token groups that
-TimeSformer uses. An image is a one-frame clip: ``T = 1``, one CLS per sample, attention groups by
-sample (``TokenLayout.sample_groups``), and :class:`~video_iared.models.iared.IARed` wraps it unchanged.
+(same ``qkv`` / ``proj`` parameters), so images run through the one attention over token sequences that
+TimeSformer uses. An image is a one-frame clip: ``T = 1``, one CLS per sample, one attention sequence per
+image (``TokenLayout.sample_sequences``), and :class:`~video_iared.models.iared.IARed` wraps it unchanged.
 
-Block, on CLS rows (B, D) and present patch rows (M, D), one attention group per image::
+Block, on CLS rows (B, D) and present patch rows (M, D), one attention sequence per image::
 
     x = [CLS; patches];  x += ls1(attn(norm1(x)));  x += ls2(mlp(norm2(x)))
 """
@@ -28,7 +28,7 @@ from .tokens import TokenLayout, TokenState
 
 class PackedBlock(TimmBlock):
     """timm's ViT ``Block`` whose forward runs on a :class:`TokenState` (the VisionTransformer's
-    ``block_fn``); attention over the state's per-sample groups, stochastic depth per sample."""
+    ``block_fn``); attention over the state's per-sample sequences, stochastic depth per sample."""
 
     def __init__(self, *, dim: int, num_heads: int, qkv_bias: bool = False, attn_drop: float = 0.0,
                  proj_drop: float = 0.0, drop_path: float = 0.0, **kwargs: Any) -> None:
@@ -45,7 +45,7 @@ class PackedBlock(TimmBlock):
         layout, batch = state.layout, state.layout.batch
         x = torch.cat([state.cls, state.patches])                   # (B + M, D), CLS rows first
         sample = layout.sample_with_cls                         # (B + M,)
-        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), layout.sample_groups)), sample, batch)
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), layout.sample_sequences)), sample, batch)
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))), sample, batch)
         return TokenState(x[:batch], x[batch:], layout)
 

@@ -14,7 +14,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .interpreter import DECISIONS, Decision, MultiHeadInterpreter, check_budgets, decide
-from .tokens import TokenState, unpack
+from .tokens import TokenState
 from ..flops import keep_share
 
 
@@ -111,14 +111,16 @@ class IARed(nn.Module):
             scores, log_prob = None, present.new_zeros(layout.batch, dtype=x.dtype)
             if g < active or keep is not None:
                 scores = self._scores(g, state)
+                per_sample = None
                 if keep is not None:
                     new = rearrange(keep[g], "b t n -> b (n t)") & present
                 else:
                     budget = (None if self.budgets is None
                               else round(self.budgets[g] * layout.tokens_per_sample))
                     new, log_prob = decide(scores, present, decision, threshold=self.threshold, budget=budget)
-                if not torch.equal(new, present):
-                    state, present = state.select(new), new
+                    per_sample = budget if decision == "budget" else None
+                if decision != "none" or keep is not None:   # always select: comparing would sync
+                    state, present = state.select(new, per_sample), new
             groups.append(GroupDecision(start, end - start, self._frames_first(present, layout.frames),
                                         None if scores is None else self._frames_first(scores, layout.frames),
                                         log_prob))
@@ -127,11 +129,8 @@ class IARed(nn.Module):
 
     def _scores(self, group: int, state: TokenState) -> Tensor:
         """(B, N*T) interpreter scores of the present tokens, 0 for absent ones."""
-        layout = state.layout
-        if state.patches.shape[0] == 0:  # every token of the batch already dropped: nothing to score
-            return state.patches.new_zeros(layout.batch, layout.tokens_per_sample)
-        rows = self.interpreters[group](state.cls, state.patches, state.rows_by_cls)
-        return unpack(rows, layout.flat, layout.batch, layout.tokens_per_sample)
+        tokens = state.rows_by_query.gather(state.patches)            # (Q, L, D), zero where absent
+        return state.token_map(self.interpreters[group](state.cls, tokens))
 
     @staticmethod
     def _frames_first(tokens: Tensor, frames: int) -> Tensor:

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from .tokens import TokenGroups
 
 Decision = Literal["sample", "threshold", "budget", "none"]
 DECISIONS = ("sample", "threshold", "budget", "none")
@@ -64,24 +63,19 @@ class MultiHeadInterpreter(nn.Module):
             if qkv is not None:
                 state_dict[prefix + "qk." + name] = qkv[: 2 * self.dim]
 
-    def forward(self, cls: Tensor, patches: Tensor, rows_by_cls: TokenGroups) -> Tensor:
-        """cls (Q, D) query rows, patches (M, D), ``rows_by_cls`` grouping row m under its CLS -> (M,)."""
+    def forward(self, cls: Tensor, tokens: Tensor) -> Tensor:
+        """cls (Q, D) query rows, tokens (Q, L, D) the patch tokens each one scores (zero rows for
+        absent tokens: the affine-free LayerNorm keeps them zero) -> (Q, L) scores."""
         weight, bias = self.qk.weight, self.qk.bias
-        q = F.linear(F.layer_norm(cls, (self.dim,), eps=self.eps), weight[: self.dim],
-                     None if bias is None else bias[: self.dim])
-        q = rearrange(q, "q (h d) -> q h d", h=self.num_heads) * self.scale
-        w_k = rearrange(weight[self.dim:], "(h d) c -> h d c", h=self.num_heads)
-        folded = torch.einsum("qhd,hdc->qch", q, w_k)                      # (Q, D, h)
-        offset = None
-        if bias is not None:
-            b_k = rearrange(bias[self.dim:], "(h d) -> h d", h=self.num_heads)
-            offset = torch.einsum("qhd,hd->qh", q, b_k)[:, None]           # (Q, 1, h)
-        x = F.layer_norm(patches, (self.dim,), eps=self.eps)
-        probs = []
-        for part, bucket in zip(rows_by_cls.gather(x), rows_by_cls.buckets):   # (G, L, D) per bucket
-            logits = part @ folded[bucket.groups]                           # (G, L, h)
-            probs.append((logits if offset is None else logits + offset[bucket.groups]).sigmoid())
-        return rows_by_cls.scatter(probs).mean(-1)
+        dim, heads = self.dim, self.num_heads
+        q = F.linear(F.layer_norm(cls, (dim,), eps=self.eps), weight[:dim], None if bias is None else bias[:dim])
+        q = rearrange(q * self.scale, "q (h d) -> h q d", h=heads)
+        folded = torch.bmm(q, rearrange(weight[dim:], "(h d) c -> h d c", h=heads))   # (h, Q, D): W_kᵀ q
+        logits = torch.bmm(F.layer_norm(tokens, (dim,), eps=self.eps), rearrange(folded, "h q c -> q c h"))
+        if bias is not None:                                                # + q · b_k, per head
+            offset = torch.bmm(q, rearrange(bias[dim:], "(h d) -> h d 1", h=heads))         # (h, Q, 1)
+            logits = logits + rearrange(offset, "h q 1 -> q 1 h")
+        return logits.sigmoid().mean(-1)                                    # (Q, L)
 
 
 def check_budgets(budgets: Sequence[float]) -> None:

@@ -1,4 +1,4 @@
-"""Building blocks shared by every backbone and attention type: attention over token groups, the
+"""Building blocks shared by every backbone and attention type: attention within token sequences, the
 per-sample drop path on packed rows, the block loop, and CLS-attention capture for heatmaps and baselines.
 
 MLP and DropPath come from timm (``timm.layers``); parameter names follow the official TimeSformer
@@ -14,17 +14,32 @@ import torch.nn.functional as F
 from einops import rearrange
 from timm.layers import DropPath
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
-from .tokens import TokenGroups, TokenState
+from .tokens import SequencePlan, TokenState
 
-ClsAttentionSink = Callable[["Attention", list[Tensor], "TokenGroups | None"], None]
+ClsAttentionSink = Callable[["Attention", Tensor], None]
+
+# Backends for masked (padded) attention on a GPU. The default order prefers cuDNN on Hopper, which
+# builds a plan per shape and turns a boolean mask into a bias; memory-efficient attention takes the
+# mask as it is and builds nothing. Unmasked calls (the dense model) keep PyTorch's own choice.
+MASKED_BACKENDS = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float = 0.0) -> Tensor:
+    """``F.scaled_dot_product_attention`` over (G, h, L, d) with a key mask (G, 1, 1, L) (bool, or an
+    additive bias) or none; on a GPU a masked call is held to :data:`MASKED_BACKENDS`."""
+    if mask is None or not q.is_cuda:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+    with sdpa_kernel(MASKED_BACKENDS):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
 
 
 def group_softmax(logits: Tensor, mask: Tensor | None) -> Tensor:
-    """Attention weights of padded groups: logits (G, h, Q, L) -> softmax over the L keys.
+    """Attention weights of padded sequences: logits (G, h, Q, L) -> softmax over the L keys.
 
-    ``mask`` (G, 1, 1, L) is a bucket's key mask (``True`` for real keys, ``None`` without padding);
+    ``mask`` (G, 1, 1, L) is a plan's key mask (``True`` for real keys, ``None`` without padding);
     padding keys get weight 0. The one softmax of :class:`Attention`'s explicit path and of scorers
     that compute only some queries' logits (the CLS-attention baseline).
     """
@@ -34,11 +49,11 @@ def group_softmax(logits: Tensor, mask: Tensor | None) -> Tensor:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention over token groups (Vaswani et al.; ViT/TimeSformer ``Attention``).
+    """Multi-head self-attention within sequences (Vaswani et al.; ViT/TimeSformer ``Attention``).
 
-    ``forward(x)`` attends within each group of ``x`` (G, L, D). With ``groups`` (a
-    :class:`~video_iared.models.tokens.TokenGroups` plan), ``x`` are rows (R, D): the linear layers run on
-    the rows only (no padding), the attention on the padded groups with the plan's key mask.
+    ``forward(x)`` attends within each sequence of ``x`` (G, L, D). With ``plan`` (a
+    :class:`~video_iared.models.tokens.SequencePlan`), ``x`` are rows (R, D): the linear layers run on
+    the rows only, the attention on the plan's padded (G, L) grid with its key mask: one SDPA call.
     ``key_mask`` (G, L) bool marks real keys for grouped input without a plan.
     """
 
@@ -55,41 +70,35 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
         self.cls_attention_sink: ClsAttentionSink | None = None
 
-    def forward(self, x: Tensor, groups: TokenGroups | None = None, key_mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, plan: SequencePlan | None = None, key_mask: Tensor | None = None) -> Tensor:
         qkv = self.qkv(x)
-        if groups is None:
-            out = self._attend([qkv], [None if key_mask is None else key_mask[:, None, None, :]], None)[0]
-        else:   # linears on the rows, attention per length bucket of padded groups
-            out = groups.scatter(self._attend(groups.gather(qkv), [b.mask for b in groups.buckets], groups))
+        if plan is None:
+            out = self._attend(qkv, None if key_mask is None else key_mask[:, None, None, :])
+        else:   # linears on the rows, attention on the padded grid
+            out = plan.scatter(self._attend(plan.gather(qkv), plan.mask, plan.bias(qkv.dtype)))
         return self.proj_drop(self.proj(out))
 
-    def _attend(self, parts: list[Tensor], masks: list[Tensor | None],
-                groups: TokenGroups | None) -> list[Tensor]:
-        """(G, L, 3D) query/key/value groups -> (G, L, D) attention outputs, one per bucket."""
-        outs, cls_rows = [], []
-        for qkv, mask in zip(parts, masks):
-            q, k, v = rearrange(qkv, "g l (three h d) -> three g h l d", three=3, h=self.num_heads).unbind(0)
-            if self.cls_attention_sink is None:
-                out = F.scaled_dot_product_attention(
-                    q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0)
-            else:  # softmax written out, to hand the first query's (CLS) attention row to the sink
-                weights = group_softmax((q * self.scale) @ k.transpose(-2, -1), mask)   # (G, h, L, L)
-                cls_rows.append(weights[:, :, 0])                        # (G, h, L)
-                out = F.dropout(weights, self.attn_drop, self.training) @ v
-            outs.append(rearrange(out, "g h l d -> g l (h d)"))
-        if self.cls_attention_sink is not None:
-            self.cls_attention_sink(self, cls_rows, groups)
-        return outs
+    def _attend(self, qkv: Tensor, mask: Tensor | None, bias: Tensor | None = None) -> Tensor:
+        """(G, L, 3D) query/key/value sequences, key mask (G, 1, 1, L) bool and, optionally, the same
+        mask as an additive bias -> (G, L, D) attention outputs."""
+        q, k, v = rearrange(qkv, "g l (three h d) -> three g h l d", three=3, h=self.num_heads).unbind(0)
+        if self.cls_attention_sink is None:
+            out = attend(q, k, v, mask if bias is None else bias, self.attn_drop if self.training else 0.0)
+        else:  # softmax written out, to hand the first query's (CLS) attention row to the sink
+            weights = group_softmax((q * self.scale) @ k.transpose(-2, -1), mask)   # (G, h, L, L)
+            self.cls_attention_sink(self, weights[:, :, 0])                   # (G, h, L)
+            out = F.dropout(weights, self.attn_drop, self.training) @ v
+        return rearrange(out, "g h l d -> g l (h d)")
 
 
 @contextmanager
 def capture_cls_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
-    """Record, per attention module name, the first query's attention row of every group.
+    """Record, per attention module name, the first query's attention row of every sequence.
 
     Inside the context every :class:`Attention` of ``model`` uses the explicit softmax and stores
-    (G, heads, L) weights, groups in id order and keys in slot order (zero on padding); for the spatial
-    attention of TimeSformer blocks group ``b*T + t`` is frame t of clip b and query 0 its CLS copy
-    (raw-attention heatmaps, the CLS-attention top-k baseline)::
+    (G, heads, L) weights, sequences in plan order and keys in slot order (zero on padding); for the
+    spatial attention of TimeSformer blocks sequence ``b*T + t`` is frame t of clip b, query 0 its CLS
+    copy and slot ``1 + n`` location n (raw-attention heatmaps, the CLS-attention top-k baseline)::
 
         with capture_cls_attention(model) as rows:
             model(clip)
@@ -98,15 +107,8 @@ def capture_cls_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
     rows: dict[str, Tensor] = {}
     names = {module: name for name, module in model.named_modules() if isinstance(module, Attention)}
 
-    def sink(module: Attention, weights: list[Tensor], groups: TokenGroups | None) -> None:
-        if groups is None:
-            rows[names[module]] = weights[0]
-            return
-        count = max(int(b.groups.max()) for b in groups.buckets) + 1
-        full = weights[0].new_zeros(count, weights[0].shape[1], max(b.length for b in groups.buckets))
-        for bucket, part in zip(groups.buckets, weights):
-            full[bucket.groups, :, : bucket.length] = part
-        rows[names[module]] = full
+    def sink(module: Attention, weights: Tensor) -> None:
+        rows[names[module]] = weights
 
     for module in names:
         module.cls_attention_sink = sink

@@ -6,8 +6,8 @@ blocks execute the dense model and the packed IA-RED² model (dropped tokens phy
 
 Block, divided space-time (x: CLS (B, D), patches (M, D) in ``(b n t)`` order)::
 
-    patches += temporal_fc(temporal_attn(temporal_norm1(patches)))      groups: (sample, location)
-    r = attn(norm1([CLS copy per frame; patches]))                      groups: (sample, frame), CLS first
+    patches += temporal_fc(temporal_attn(temporal_norm1(patches)))      sequences: (sample, location)
+    r = attn(norm1([CLS copy per frame; patches]))                      sequences: (sample, frame), CLS first
     CLS += mean over the T frames of r[CLS copies];  patches += r[patches]
     x += mlp(norm2(x))
 """
@@ -51,15 +51,15 @@ class Block(nn.Module):
         batch = layout.batch
         if self.attention_type == "divided_space_time":
             if patches.shape[0]:
-                res = self.temporal_attn(self.temporal_norm1(patches), layout.temporal_groups)
+                res = self.temporal_attn(self.temporal_norm1(patches), layout.temporal_sequences)
                 patches = patches + self.temporal_fc(self.drop_path(res, layout.sample, batch))
             cls_rows = repeat(cls, "b d -> (b t) d", t=layout.frames)  # a CLS copy per frame
-            groups = layout.frame_groups
-        else:  # joint: one group per sample; space-only: one group per frame with its own CLS
+            plan = layout.frame_sequences
+        else:  # joint: one sequence per sample; space-only: one per frame with its own CLS
             cls_rows = cls
             joint = self.attention_type == "joint_space_time"
-            groups = layout.sample_groups if joint else layout.frame_groups
-        res = self.attn(self.norm1(torch.cat([cls_rows, patches])), groups)
+            plan = layout.sample_sequences if joint else layout.frame_sequences
+        res = self.attn(self.norm1(torch.cat([cls_rows, patches])), plan)
         cls_res, patch_res = res[: cls_rows.shape[0]], res[cls_rows.shape[0]:]
         if self.attention_type == "divided_space_time":
             cls_res = reduce(cls_res, "(b t) d -> b d", "mean", b=batch)  # average over all T frames

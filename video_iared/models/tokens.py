@@ -1,162 +1,110 @@
 """Token bookkeeping for physically removed tokens: pure tensor functions, no model knowledge.
 
-Layout shared by every backbone (``ARCHITECTURE.md``): a clip of ``T`` frames with ``N`` patch
-locations per frame is the sequence of its ``N*T`` patch tokens in the official TimeSformer order,
-spatial-major and time-minor, ``(n t)``; token ``j`` is location ``j // T`` of frame ``j % T``.
-CLS tokens live apart from the patches (one per sample, or one per frame for space-only attention).
+Layout shared by every backbone: a clip of ``T`` frames with ``N`` patch locations per frame is the
+sequence of its ``N*T`` patch tokens in the official TimeSformer order, spatial-major and time-minor,
+``(n t)``; token ``j`` is location ``j // T`` of frame ``j % T``. CLS tokens live apart from the
+patches (one per sample, or one per frame for space-only attention).
 
 A batch with dropped tokens keeps only the *present* patch tokens, packed across the batch into rows
 ``(M, D)`` ordered by ``(b, n, t)``; ``index`` holds each row's flat position ``b*N*T + n*T + t``.
-Attention runs over *groups* of rows (a frame, a location, a whole clip); groups of similar length
-are padded into one batch with a key mask (length buckets). :class:`TokenGroups` is the gather/scatter
-plan, built once per layout and reused by every block until the next interpreter drops more tokens.
+Linear layers and the MLP run on these rows. Attention runs within *sequences* (a frame, a location,
+a whole clip): a :class:`SequencePlan` places the rows into a padded ``(G, L)`` grid whose shape is
+fixed by the model (``L`` = T, N+1, or the budget's token count), never by the data, so a GPU sees a
+handful of shapes per run and builds no new kernel plans; a key mask hides the padding.
+
+Plans are built on the device from the layout: a budget decision (a fixed count per sample) needs no
+host sync at all, any other decision one per interpreter (the kept count, to size the rows).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
+from einops import rearrange
 from torch import Tensor
 
-
-# Groups whose lengths differ by less than this share one padded batch (<= 12.5 % padding).
-BUCKET_TOLERANCE = 0.125
+# Joint / image sequences of data-dependent length are padded to a multiple of this: few shapes.
+LENGTH_STEP = 16
+# Memory-efficient attention wants a bias whose rows start 16-aligned; otherwise it pads it per call.
+BIAS_ALIGN = 16
 
 
 @dataclass(frozen=True)
-class GroupBucket:
-    """Groups of similar length padded to one ``(G, L, C)`` batch.
+class SequencePlan:
+    """Rows ``(R, C)`` laid out as ``count`` sequences of ``length`` slots; attention stays inside each.
 
-    ``groups`` (G,) are their ids; ``index`` (G, L) the source row of every slot (padding slots read
-    row 0), ``None`` when the rows already are these groups in order (a free view); ``mask``
-    (G, 1, 1, L) is ``True`` for real keys (an SDPA boolean mask), ``None`` without padding.
+    ``slot`` (R,): every row's position in the flattened ``(count*length)`` grid; ``None`` when the
+    rows already are the grid (a free view). ``source`` (count*length,): the row each slot reads, set
+    when the grid has no padding (a permutation: one gather). ``mask`` (count, 1, 1, length) bool is
+    ``True`` for the keys attention may use (an SDPA mask); ``None`` when every slot is one.
     """
 
-    groups: Tensor
+    count: int
     length: int
-    index: Tensor | None
-    mask: Tensor | None
+    slot: Tensor | None = None
+    source: Tensor | None = None
+    mask: Tensor | None = None
+    _biases: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def bias(self, dtype: torch.dtype) -> Tensor | None:
+        """The key mask as an additive SDPA bias (0 / -inf) in ``dtype``, made once per plan and dtype
+        (every block between two interpreters reuses it), its rows 16-aligned in memory."""
+        if self.mask is None:
+            return None
+        if dtype not in self._biases:
+            width = -(-self.length // BIAS_ALIGN) * BIAS_ALIGN
+            bias = torch.zeros(self.count, 1, 1, width, dtype=dtype, device=self.mask.device)[..., : self.length]
+            self._biases[dtype] = bias.masked_fill_(~self.mask, float("-inf"))
+        return self._biases[dtype]
 
     def gather(self, rows: Tensor) -> Tensor:
-        """(R, C) -> (G, L, C)."""
-        count = self.groups.numel()
-        if self.index is None:
-            return rows.view(count, self.length, rows.shape[-1])
-        return rows.index_select(0, self.index.flatten()).view(count, self.length, rows.shape[-1])
+        """(R, C) -> (G, L, C); padding slots hold zeros (finite values: masked keys get weight 0)."""
+        shape = (self.count, self.length, rows.shape[-1])
+        if self.slot is None:
+            return rows.view(shape)
+        if self.source is not None:
+            return rows.index_select(0, self.source).view(shape)
+        grid = rows.new_zeros(self.count * self.length, rows.shape[-1])
+        return grid.index_copy(0, self.slot, rows).view(shape)
 
-
-@dataclass(frozen=True)
-class TokenGroups:
-    """Plan that gathers rows ``(R, C)`` into length buckets of padded groups and scatters back.
-
-    ``slot`` (R,): position of every row among the concatenated, flattened bucket slots; ``None``
-    when that concatenation is the rows themselves (the dense model: no copy at all).
-    """
-
-    buckets: tuple[GroupBucket, ...]
-    slot: Tensor | None
-
-    def gather(self, rows: Tensor) -> list[Tensor]:
-        """(R, C) -> one (G_k, L_k, C) tensor per bucket."""
-        return [bucket.gather(rows) for bucket in self.buckets]
-
-    def scatter(self, grouped: list[Tensor] | Tensor) -> Tensor:
-        """Per-bucket (G_k, L_k, C) -> (R, C), dropping the padding slots.
-
-        A single tensor (G, L, C) holds every group in id order, padded to any ``L`` >= the longest
-        (what :func:`~video_iared.models.layers.capture_cls_attention` records); for a one-bucket plan in
-        id order the two forms coincide.
-        """
-        if isinstance(grouped, Tensor):
-            grouped = [grouped[bucket.groups, : bucket.length] for bucket in self.buckets]
-        flat = [part.reshape(-1, part.shape[-1]) for part in grouped]
-        flat = flat[0] if len(flat) == 1 else torch.cat(flat)
+    def scatter(self, grid: Tensor) -> Tensor:
+        """(G, L, C) -> (R, C), dropping the padding slots (inverse of :meth:`gather`)."""
+        flat = grid.reshape(self.count * self.length, grid.shape[-1])
         return flat if self.slot is None else flat.index_select(0, self.slot)
 
 
-def _bucket_bounds(lengths: list[int], tolerance: float) -> list[int]:
-    """Split lengths sorted in decreasing order into runs whose shortest is >= (1 - tolerance) x longest."""
-    bounds, longest = [0], lengths[0] if lengths else 0
-    for i, length in enumerate(lengths):
-        if length < (1 - tolerance) * longest:
-            bounds.append(i)
-            longest = length
-    return bounds + [len(lengths)]
+def sequence_plan(slot: Tensor | None, count: int, length: int, keys: Tensor | None = None,
+                  fill_empty: bool = False, masked: bool = True) -> SequencePlan:
+    """Plan for rows at grid positions ``slot`` (R,) (``None``: the rows are the grid).
 
-
-def make_groups(group_of_row: Tensor, num_groups: int | None = None,
-                tolerance: float = BUCKET_TOLERANCE) -> TokenGroups:
-    """Plan for rows labelled with a group id.
-
-    Without ``num_groups`` the ids may be any integers (groups are the distinct ids); with it, ids are
-    ``0 .. num_groups-1`` and the buckets' ``groups`` refer to them. Groups without rows are left out.
-    Rows keep their relative order inside a group, so a row placed first in the input (a CLS token)
-    is slot 0. Groups are sorted by decreasing length into buckets padded by at most ``tolerance``.
+    ``keys`` (R,) bool marks the rows attention may use as keys (``None``: all). Without padding and
+    with every row a key, the plan has no mask. With ``fill_empty``, a sequence without any key
+    (only possible without a CLS row) uses every slot as a key: its outputs belong to no kept row,
+    and a query without keys would make NaNs. ``masked=False``: no mask (the caller drops padding).
     """
-    num_rows = group_of_row.numel()
-    device = group_of_row.device
-    if num_groups is None:
-        ids, group = torch.unique(group_of_row, return_inverse=True)
-    else:
-        ids, group = torch.arange(num_groups, device=device), group_of_row
-    counts = torch.bincount(group, minlength=ids.numel())
-    lengths, by_length = torch.sort(counts, descending=True, stable=True)
-    nonempty = int((lengths > 0).sum())
-    lengths, by_length = lengths[:nonempty].tolist(), by_length[:nonempty]
-    bounds = _bucket_bounds(lengths, tolerance)
-    # first slot of every group: groups laid out bucket after bucket, each padded to its bucket's length
-    padded = torch.repeat_interleave(
-        torch.tensor([lengths[lo] for lo in bounds[:-1]], dtype=torch.long, device=device),
-        torch.tensor([hi - lo for lo, hi in zip(bounds, bounds[1:])], dtype=torch.long, device=device))
-    base = torch.zeros_like(counts)
-    base[by_length] = padded.cumsum(0) - padded
-    order = torch.argsort(group, stable=True)
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(num_rows, device=device)
-    slot = base[group] + rank - (counts.cumsum(0) - counts)[group]
-    total = int(padded.sum())
-    rows = torch.arange(num_rows, device=device)
-    if len(bounds) == 2 and total == num_rows and bool((slot == rows).all()):
-        return TokenGroups((GroupBucket(ids[by_length], lengths[0] if lengths else 0, None, None),), None)
-    index = torch.zeros(total, dtype=torch.long, device=device)
-    index[slot] = rows
-    valid = torch.zeros(total, dtype=torch.bool, device=device)
-    valid[slot] = True
-    buckets, offset = [], 0
-    for lo, hi in zip(bounds, bounds[1:]):
-        count, length = hi - lo, lengths[lo]
-        part = slice(offset, offset + count * length)
-        mask = valid[part].view(count, 1, 1, length)
-        buckets.append(GroupBucket(ids[by_length[lo:hi]], length, index[part].view(count, length),
-                                   None if bool(mask.all()) else mask))
-        offset += count * length
-    return TokenGroups(tuple(buckets), slot)
+    slots = count * length
+    rows = slots if slot is None else slot.numel()
+    source = None
+    if slot is not None and rows == slots:
+        source = torch.empty_like(slot).index_copy_(0, slot, torch.arange(rows, device=slot.device))
+    if (rows == slots and keys is None) or not masked:
+        return SequencePlan(count, length, slot, source, None)
+    device = slot.device if slot is not None else keys.device
+    real = torch.ones(rows, dtype=torch.bool, device=device) if keys is None else keys
+    grid = real if slot is None else torch.zeros(slots, dtype=torch.bool, device=device).index_copy(0, slot, real)
+    grid = grid.view(count, length)
+    if fill_empty:
+        grid = grid | ~grid.any(1, keepdim=True)
+    return SequencePlan(count, length, slot, source, grid.view(count, 1, 1, length))
 
 
-def hide_keys(groups: TokenGroups, visible: Tensor) -> TokenGroups:
-    """The same plan with the rows whose ``visible`` (R,) is ``False`` masked out as attention keys.
+def compact_index(keep: Tensor, count: int) -> Tensor:
+    """(L,) bool with ``count`` ``True`` entries -> (count,) their increasing positions.
 
-    They stay rows (queries, linear layers, MLP). A group without any visible row keeps all its keys:
-    its outputs belong to hidden rows only, and a query without keys would make NaNs.
-    """
-    buckets, offset = [], 0
-    for bucket in groups.buckets:
-        count, length = bucket.groups.numel(), bucket.length
-        rows = (torch.arange(offset, offset + count * length, device=visible.device).view(count, length)
-                if bucket.index is None else bucket.index)
-        real = (torch.ones_like(rows, dtype=torch.bool) if bucket.mask is None
-                else bucket.mask.view(count, length))
-        keys = visible[rows] & real                                         # padding is never a key
-        keys = torch.where(keys.any(1, keepdim=True), keys, real)
-        buckets.append(GroupBucket(bucket.groups, length, bucket.index, keys.view(count, 1, 1, length)))
-        offset += count * length
-    return TokenGroups(tuple(buckets), groups.slot)
-
-
-def kept_index(keep: Tensor) -> Tensor:
-    """(B, L) bool keep mask -> (M,) increasing flat positions ``b*L + j`` of the kept tokens."""
-    return keep.flatten().nonzero().squeeze(1)
+    ``torch.nonzero_static`` with the count known on the host: no device-to-host sync, unlike
+    ``nonzero``."""
+    return torch.nonzero_static(keep, size=count).squeeze(1)
 
 
 def pack(tokens: Tensor, index: Tensor) -> Tensor:
@@ -164,10 +112,18 @@ def pack(tokens: Tensor, index: Tensor) -> Tensor:
     return tokens.flatten(0, 1).index_select(0, index)
 
 
-def unpack(rows: Tensor, index: Tensor, batch: int, length: int, fill: float = 0.0) -> Tensor:
-    """(M, ...) rows -> (B, L, ...) dense tensor, ``fill`` at absent positions (inverse of :func:`pack`)."""
+def unpack(rows: Tensor, index: Tensor | None, batch: int, length: int, fill: float = 0.0) -> Tensor:
+    """(M, ...) rows -> (B, L, ...) dense tensor, ``fill`` at absent positions (inverse of :func:`pack`);
+    ``index`` ``None``: the rows are every position already."""
+    if index is None:
+        return rows.view(batch, length, *rows.shape[1:])
     out = rows.new_full((batch * length, *rows.shape[1:]), fill)
     return out.index_copy(0, index, rows).view(batch, length, *rows.shape[1:])
+
+
+def round_up(length: int, step: int, limit: int) -> int:
+    """``length`` rounded up to a multiple of ``step``, at most ``limit`` (a padded sequence length)."""
+    return min(limit, -(-length // step) * step)
 
 
 @dataclass(eq=False)
@@ -175,9 +131,12 @@ class TokenLayout:
     """Which patch tokens of a ``(batch, frames, locations)`` clip batch are present.
 
     ``index`` (M,) are the flat positions ``b*N*T + n*T + t`` of the present tokens, increasing;
-    ``None`` means every token is present (the dense model). ``visible`` (M,) bool marks the rows that
-    attention may use as keys (``None``: all); only the masking baseline (:meth:`hide`) sets it. The
-    group plans are computed on first use and cached, so all blocks between two interpreters share them.
+    ``None`` means every token is present (the dense model). ``counts`` (B,) are the present tokens of
+    each sample, ``longest`` their maximum (a host int) and ``uniform`` says every sample has
+    ``longest`` (budget decisions); ``present`` (B, N*T) bool is the keep mask behind ``index``.
+    ``visible`` (M,) bool marks the rows attention may use as keys
+    (``None``: all); only the masking baseline (:meth:`hide`) sets it. Plans are computed on first use
+    and cached, so all blocks between two interpreters share them.
     """
 
     batch: int
@@ -185,11 +144,19 @@ class TokenLayout:
     locations: int
     device: torch.device
     index: Tensor | None = None
+    counts: Tensor | None = None
+    longest: int | None = None
+    uniform: bool = True
+    present: Tensor | None = None
     visible: Tensor | None = None
 
     @property
     def tokens_per_sample(self) -> int:
         return self.frames * self.locations
+
+    @property
+    def num_rows(self) -> int:
+        return self.batch * self.tokens_per_sample if self.index is None else self.index.numel()
 
     @cached_property
     def flat(self) -> Tensor:
@@ -215,19 +182,37 @@ class TokenLayout:
 
     def keep_mask(self) -> Tensor:
         """(B, N*T) bool, ``True`` where the token is present."""
-        keep = torch.zeros(self.batch * self.tokens_per_sample, dtype=torch.bool, device=self.device)
-        keep[self.flat] = True
-        return keep.view(self.batch, self.tokens_per_sample)
+        if self.index is None:
+            return torch.ones(self.batch, self.tokens_per_sample, dtype=torch.bool, device=self.device)
+        return self.present
 
-    def select(self, keep: Tensor) -> tuple[TokenLayout, Tensor]:
-        """Drop more tokens: ``keep`` (B, N*T) bool -> (new layout, positions of surviving rows).
+    @cached_property
+    def _row_of_position(self) -> Tensor:
+        """(B*N*T,) the row holding each flat position (meaningful where present)."""
+        total = self.batch * self.tokens_per_sample
+        rows = torch.arange(self.num_rows, device=self.device)
+        return torch.zeros(total, dtype=torch.long, device=self.device).index_copy_(0, self.flat, rows)
+
+    def select(self, keep: Tensor, per_sample: int | None = None) -> tuple[TokenLayout, Tensor]:
+        """Drop more tokens: ``keep`` (B, N*T) bool -> (new layout, rows of the surviving tokens).
 
         Tokens absent from this layout stay absent whatever ``keep`` says (hierarchical dropping).
+        ``per_sample``: every sample keeps exactly this many present tokens (a budget decision), so the
+        row count is known without reading the device; otherwise one host read sizes it.
         """
-        rows = keep.flatten().index_select(0, self.flat).nonzero().squeeze(1)
-        index = self.flat.index_select(0, rows)
+        if self.index is not None:
+            keep = keep & self.present
+        counts = keep.sum(1)
+        if per_sample is None:   # the one host read of a data-dependent decision
+            total, longest = torch.stack([counts.sum(), counts.max()]).tolist()
+            uniform = False
+        else:
+            total, longest, uniform = per_sample * self.batch, per_sample, True
+        index = compact_index(keep.flatten(), total)
+        rows = index if self.index is None else self._row_of_position.index_select(0, index)
         visible = None if self.visible is None else self.visible.index_select(0, rows)
-        layout = TokenLayout(self.batch, self.frames, self.locations, self.device, index, visible)
+        layout = TokenLayout(self.batch, self.frames, self.locations, self.device, index, counts,
+                             longest, uniform, keep, visible)
         return layout, rows
 
     def hide(self, keep: Tensor) -> TokenLayout:
@@ -237,36 +222,76 @@ class TokenLayout:
         visible = keep.flatten().index_select(0, self.flat)
         if self.visible is not None:
             visible = visible & self.visible
-        return TokenLayout(self.batch, self.frames, self.locations, self.device, self.index, visible)
+        return TokenLayout(self.batch, self.frames, self.locations, self.device, self.index, self.counts,
+                           self.longest, self.uniform, self.present, visible)
 
-    def _plan(self, group_of_row: Tensor, num_cls: int = 0) -> TokenGroups:
-        """Plan for rows ``[num_cls CLS rows, M patches]``; hidden patch rows masked out as keys."""
-        groups = make_groups(group_of_row)
+    def _keys(self, num_cls: int) -> Tensor | None:
+        """(num_cls + M,) key flags of the rows ``[CLS rows, patches]``; ``None``: every row is a key."""
         if self.visible is None:
-            return groups
-        return hide_keys(groups, torch.cat([self.visible.new_ones(num_cls), self.visible]))
+            return None
+        return torch.cat([self.visible.new_ones(num_cls), self.visible])
 
-    # Attention groups. CLS rows, when a group has one, come first in the row order (slot 0).
+    # Attention sequences. CLS rows, when a sequence has one, come first in the row order and sit in
+    # slot 0 of their sequence.
     @cached_property
-    def temporal_groups(self) -> TokenGroups:
-        """Rows grouped by (sample, location): divided attention's temporal step (no CLS)."""
-        return self._plan(self.flat // self.frames)
+    def temporal_sequences(self) -> SequencePlan:
+        """Rows by (sample, location), ``T`` slots at their frames: divided attention's temporal step.
+        The grid is the dense ``(b n) t`` layout, so its slots are the rows' flat positions."""
+        count = self.batch * self.locations
+        if self.index is None or self.visible is not None:   # (b n t) order: the flat position is the slot
+            return sequence_plan(self.index, count, self.frames, self._keys(0), fill_empty=True)
+        keys = self.present.view(count, self.frames)
+        keys = keys | ~keys.any(1, keepdim=True)
+        return SequencePlan(count, self.frames, self.index, None, keys.view(count, 1, 1, self.frames))
 
     @cached_property
-    def frame_groups(self) -> TokenGroups:
-        """Rows ``[B*T CLS rows, M patches]`` grouped by (sample, frame), CLS in slot 0."""
-        cls = torch.arange(self.batch * self.frames, device=self.device)
-        return self._plan(torch.cat([cls, self.sample * self.frames + self.frame]), self.batch * self.frames)
+    def frame_sequences(self) -> SequencePlan:
+        """Rows ``[B*T CLS rows, M patches]`` by (sample, frame): ``N + 1`` slots, CLS in slot 0, each
+        patch at ``1 + location`` (divided and space-only attention's spatial step)."""
+        length, count = self.locations + 1, self.batch * self.frames
+        cls = torch.arange(count, device=self.device) * length
+        patches = (self.sample * self.frames + self.frame) * length + 1 + self.location
+        slot = torch.cat([cls, patches])
+        if self.index is None or self.visible is not None:
+            return sequence_plan(slot, count, length, self._keys(count))
+        present = rearrange(self.present, "b (n t) -> b t n", t=self.frames)
+        keys = torch.cat([present.new_ones(self.batch, self.frames, 1), present], 2)   # CLS copy first
+        return SequencePlan(count, length, slot, None, keys.view(count, 1, 1, length))
 
     @cached_property
     def sample_with_cls(self) -> Tensor:
-        """(B + M,) sample of every row of ``[B CLS rows, M patches]`` (the rows of ``sample_groups``)."""
+        """(B + M,) sample of every row of ``[B CLS rows, M patches]`` (the rows of ``sample_sequences``)."""
         return torch.cat([torch.arange(self.batch, device=self.device), self.sample])
 
     @cached_property
-    def sample_groups(self) -> TokenGroups:
-        """Rows ``[B CLS rows, M patches]`` grouped by sample, CLS in slot 0 (joint attention)."""
-        return self._plan(self.sample_with_cls, self.batch)
+    def sample_sequences(self) -> SequencePlan:
+        """Rows ``[B CLS rows, M patches]`` by sample (joint attention, images): CLS in slot 0, the
+        sample's present tokens packed after it in row order. ``1 + longest`` slots when every sample
+        keeps the same count (no padding, no mask), else rounded up to a multiple of ``LENGTH_STEP``."""
+        total = self.tokens_per_sample
+        if self.index is None:
+            length = 1 + total
+        elif self.uniform:
+            length = 1 + self.longest
+        else:
+            length = 1 + round_up(self.longest, LENGTH_STEP, total)
+        cls = torch.arange(self.batch, device=self.device) * length
+        if self.index is None:
+            rank = self.flat % total
+        else:
+            first = self.counts.cumsum(0) - self.counts          # first row of every sample
+            rank = torch.arange(self.num_rows, device=self.device) - first.index_select(0, self.sample)
+        patches = self.sample * length + 1 + rank
+        return sequence_plan(torch.cat([cls, patches]), self.batch, length, self._keys(self.batch))
+
+    def query_sequences(self, cls_per_sample: int) -> SequencePlan:
+        """Patch rows by the CLS row that queries them (interpreters, CLS-attention scores): one
+        sequence of ``N*T`` slots per sample (the dense layout), or, with a CLS per frame, one of
+        ``N`` slots per frame. Padding is zero and unmasked: callers drop it."""
+        if cls_per_sample == 1:
+            return SequencePlan(self.batch, self.tokens_per_sample, self.index)
+        slot = (self.sample * self.frames + self.frame) * self.locations + self.location
+        return sequence_plan(slot, self.batch * self.frames, self.locations, masked=False)
 
 
 @dataclass
@@ -283,25 +308,27 @@ class TokenState:
         return self.cls.shape[0] // self.layout.batch
 
     @property
-    def cls_sample(self) -> Tensor:
-        """(B*C,) sample of every CLS row."""
+    def cls_sample(self) -> Tensor | None:
+        """(B*C,) sample of every CLS row; ``None`` with one CLS per sample (row b is sample b)."""
+        if self.cls_per_sample == 1:
+            return None
         return torch.arange(self.cls.shape[0], device=self.cls.device) // self.cls_per_sample
 
-    @cached_property
-    def cls_of_row(self) -> Tensor:
-        """(M,) CLS row that belongs to every patch row (its sample's, or its frame's)."""
-        if self.cls_per_sample == 1:
-            return self.layout.sample
-        return self.layout.sample * self.layout.frames + self.layout.frame
+    @property
+    def rows_by_query(self) -> SequencePlan:
+        """Patch rows by their CLS row (sequence g = CLS row g), for per-query products."""
+        return self.layout.query_sequences(self.cls_per_sample)
 
-    @cached_property
-    def rows_by_cls(self) -> TokenGroups:
-        """Patch rows grouped by their CLS row (group g = CLS row g), for per-query products."""
-        return make_groups(self.cls_of_row, num_groups=self.cls.shape[0])
+    def token_map(self, values: Tensor) -> Tensor:
+        """Values on the :attr:`rows_by_query` grid (Q, L) -> (B, N*T) per token, 0 where absent."""
+        if self.cls_per_sample > 1:
+            values = rearrange(values, "(b t) n -> b (n t)", b=self.layout.batch)
+        return values if self.layout.present is None else values * self.layout.present
 
-    def select(self, keep: Tensor) -> TokenState:
-        """Physically remove the patch rows whose ``keep`` (B, N*T) entry is ``False``."""
-        layout, rows = self.layout.select(keep)
+    def select(self, keep: Tensor, per_sample: int | None = None) -> TokenState:
+        """Physically remove the patch rows whose ``keep`` (B, N*T) entry is ``False`` (``per_sample``:
+        see :meth:`TokenLayout.select`)."""
+        layout, rows = self.layout.select(keep, per_sample)
         return TokenState(self.cls, self.patches.index_select(0, rows), layout)
 
     def hide(self, keep: Tensor) -> TokenState:
