@@ -33,7 +33,7 @@ from video_iared.models.layers import Attention, group_softmax
 from video_iared.models.timesformer import Block, TimeSformer
 from video_iared.models.tokens import TokenState
 
-__all__ = ["budget_counts", "random_scores", "cls_attention_scores", "drop_forward",
+__all__ = ["budget_counts", "random_scores", "cls_attention_scores", "drop_tokens", "drop_forward",
            "random_predictor", "topk_predictor", "bipartite_matching", "merge_tokens", "tome_forward",
            "tome_macs", "tome_predictor", "tome_schedule"]
 
@@ -94,25 +94,33 @@ def cls_attention_scores(block: Block, state: TokenState) -> Tensor:
 # Dropping on the packed path
 
 
-def drop_forward(model: TimeSformer, clip: Tensor, group_starts: Sequence[int], counts: Sequence[int],
-                 scorer: Scorer, scorer_heads: int) -> Prediction:
-    """Run ``model`` keeping ``counts[g]`` tokens per sample from block ``group_starts[g]`` on.
+def drop_tokens(model: TimeSformer, clip: Tensor, group_starts: Sequence[int], counts: Sequence[int],
+                scorer: Scorer) -> tuple[Tensor, list[Tensor]]:
+    """Run ``model`` keeping the ``counts[g]`` best-scored present tokens per sample from block
+    ``group_starts[g]`` on, physically removed -> (logits, keep masks (B, T, N) per group, on the device).
 
-    Tokens are chosen by ``scorer`` among the present ones and physically removed; MACs come from the
-    analytic counter, the scorer counted like an interpreter with ``scorer_heads`` heads (0 = free).
+    Counts are non-increasing, so every sample keeps exactly ``counts[g]``: no host read.
     """
     if len(group_starts) != len(counts) or not group_starts:
         raise ValueError(f"{len(group_starts)} group starts for {len(counts)} budgets")
     state, done, masks = model.embed(clip), 0, []
+    total = state.layout.tokens_per_sample
+    if list(counts) != sorted(counts, reverse=True) or counts[0] > total:
+        raise ValueError(f"token counts {list(counts)} must be non-increasing and at most {total}")
     for start, k in zip(group_starts, counts):
         state = model.forward_blocks(state, done, start)
-        present = state.layout.keep_mask()
-        if int(present.sum(1).min()) < k:
-            raise ValueError(f"cannot keep {k} tokens before block {start}: a sample has fewer left")
-        keep, _ = decide(scorer(model.blocks[start], state), present, "budget", budget=k)
-        state, done = state.select(keep), start
-        masks.append(rearrange(keep, "b (n t) -> b t n", t=state.layout.frames).cpu())
-    logits = model.head(model.pool(model.forward_blocks(state, done)))
+        keep, _ = decide(scorer(model.blocks[start], state), state.layout.keep_mask(), "budget", budget=k)
+        state, done = state.select(keep, per_sample=k), start
+        masks.append(rearrange(keep, "b (n t) -> b t n", t=state.layout.frames))
+    return model.head(model.pool(model.forward_blocks(state, done))), masks
+
+
+def drop_forward(model: TimeSformer, clip: Tensor, group_starts: Sequence[int], counts: Sequence[int],
+                 scorer: Scorer, scorer_heads: int) -> Prediction:
+    """:func:`drop_tokens` as a prediction: MACs come from the analytic counter, the scorer counted
+    like an interpreter with ``scorer_heads`` heads (0 = free)."""
+    logits, masks = drop_tokens(model, clip, group_starts, counts, scorer)
+    masks = [m.cpu() for m in masks]
     shape = shape_of(model)
     macs = model_macs(shape, group_starts=list(group_starts), group_keep=masks, interpreter_heads=scorer_heads)
     keep_share = torch.stack([m.flatten(1).float().mean(1) for m in masks], 1)

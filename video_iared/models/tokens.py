@@ -66,7 +66,7 @@ class SequencePlan:
         if self.source is not None:
             return rows.index_select(0, self.source).view(shape)
         grid = rows.new_zeros(self.count * self.length, rows.shape[-1])
-        return grid.index_copy(0, self.slot, rows).view(shape)
+        return grid.index_copy_(0, self.slot, rows).view(shape)
 
     def scatter(self, grid: Tensor) -> Tensor:
         """(G, L, C) -> (R, C), dropping the padding slots (inverse of :meth:`gather`)."""
