@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install test test-fast demo bench bench-gpu clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/model_speed.py
 	$(PY) benchmarks/pruning_speed.py
 	$(PY) benchmarks/loader_speed.py
+
+# Dense vs IA-RED2 vs baselines in wall-clock time with fresh inputs; on a GPU machine the full
+# TimeSformer-B / DeiT-S setting, on a CPU a 3-block model (BENCH_ARGS passes options through).
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/gpu_speed.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
