@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from video_iared import baselines
-from video_iared.flops import model_macs, shape_of
+from video_iared.flops import shape_of
 from video_iared.models import DeiT, IARed, TimeSformer
+from video_iared.models.cost import forward_macs
 from video_iared.models.layers import run_blocks
 
 BUDGETS = {"budget .7/.5/.3": [0.7, 0.5, 0.3], "budget .5/.3/.15": [0.5, 0.3, 0.15]}
@@ -132,13 +133,13 @@ def build_rows(backbone: nn.Module, starts: list[int], bench: Bench, calibration
     iared = IARed(backbone, group_starts=starts).to(bench.device).eval()
     for p in iared.interpreters.parameters():                   # fine-tuning: interpreters fixed
         p.requires_grad_(False)
-    rows = [Row("dense", gflops(model_macs(shape)), backbone, backbone, backbone)]
+    dense = gflops(forward_macs(backbone, calibration))
+    rows = [Row("dense", dense, backbone, backbone, backbone)]
 
     def iared_row(name: str, **decision) -> Row:
         with torch.inference_mode(), bench.autocast():
             out = iared(calibration, **decision)
-        keep = [g.keep.cpu() for g in out.groups]
-        macs = model_macs(shape, group_starts=starts, group_keep=keep, interpreter_heads=6)
+        macs = forward_macs(iared, calibration, [g.keep for g in out.groups])
 
         def forward(x: Tensor) -> Tensor:
             return iared(x, **decision).logits
@@ -156,10 +157,10 @@ def build_rows(backbone: nn.Module, starts: list[int], bench: Bench, calibration
     counts = baselines.budget_counts(BUDGETS["budget .7/.5/.3"], num_tokens)
     with torch.inference_mode():
         _, keep = baselines.drop_tokens(backbone, calibration, starts, counts, device_random_scores)
-    random_macs = model_macs(shape, group_starts=starts, group_keep=[k.cpu() for k in keep], interpreter_heads=0)
+    random_macs = forward_macs(backbone, calibration, keep, group_starts=starts, interpreter_heads=0)
     rows.append(Row("random drop .7/.5/.3", gflops(random_macs),
                     lambda x: baselines.drop_tokens(backbone, x, starts, counts, device_random_scores)))
-    rows.append(Row("masking .7/.5/.3", gflops(model_macs(shape)), masked_forward(backbone, starts, counts)))
+    rows.append(Row("masking .7/.5/.3", dense, masked_forward(backbone, starts, counts)))
     if with_tome:   # the r whose GFLOPs are closest to the first budget's
         target = rows[1].gflops * 1e9
         r = min(range(shape.num_patches // 2 + 1), key=lambda r: abs(baselines.tome_macs(shape, r) - target))
@@ -196,14 +197,17 @@ def _gib(value: float | None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                         help="autocast dtype (default bfloat16 on a GPU, float32 on a CPU)")
-    parser.add_argument("--models", nargs="+", default=["timesformer", "deit"], choices=["timesformer", "deit"])
+    parser.add_argument("--models", nargs="+", default=["timesformer", "deit"],
+                        choices=["timesformer", "deit"])
     parser.add_argument("--depth", type=int, default=None, help="blocks (default 12 on a GPU, 3 on a CPU)")
     parser.add_argument("--batch", type=int, default=None, help="TimeSformer batch (32 GPU, 2 CPU)")
-    parser.add_argument("--train-batch", type=int, default=None, help="TimeSformer train batch (16 GPU, 2 CPU)")
+    parser.add_argument("--train-batch", type=int, default=None,
+                        help="TimeSformer train batch (16 GPU, 2 CPU)")
     parser.add_argument("--deit-batch", type=int, default=None, help="DeiT-S batch (256 GPU, 16 CPU)")
     parser.add_argument("--iters", type=int, default=None, help="timed calls (10 GPU, 3 CPU)")
     parser.add_argument("--warmup", type=int, default=3)
@@ -221,8 +225,9 @@ def main() -> None:
     torch.manual_seed(0)
     if "timesformer" in args.models:
         model = TimeSformer(img_size=224, embed_dim=768, depth=depth, num_heads=12, num_frames=8)
-        run_model(f"TimeSformer-B 8x224 divided, depth {depth}", model, (3, 8, 224, 224), args.batch or (32 if gpu else 2),
-                  args.train_batch or (16 if gpu else 2), starts, bench, with_tome=True, train=not args.no_train)
+        run_model(f"TimeSformer-B 8x224 divided, depth {depth}", model, (3, 8, 224, 224),
+                  args.batch or (32 if gpu else 2), args.train_batch or (16 if gpu else 2), starts, bench,
+                  with_tome=True, train=not args.no_train)
     if "deit" in args.models:
         model = DeiT(img_size=224, embed_dim=384, depth=depth, num_heads=6)
         batch = args.deit_batch or (256 if gpu else 16)

@@ -18,10 +18,11 @@ import sys
 from functools import partial
 
 from video_iared.data.files import atomic_write_text, mask_sidecar_path, parallel_map, save_masks
-from video_iared.data.synthetic import CLASSES, FLIP_SENSITIVE_CLASSES, ORDERED_CLASSES, render_video, video_label
+from video_iared.data.synthetic import (CLASSES, FLIP_SENSITIVE_CLASSES, ORDERED_CLASSES, render_video,
+                                        video_label)
+from video_iared.data.video import write_video
 
 CLASS_SETS = {"default": CLASSES, "ordered": ORDERED_CLASSES}
-from video_iared.data.video import write_video
 
 
 def _make_one(job: tuple[str, int], *, out_dir: str, seed: int, size: int, frames: int, fps: float,
@@ -30,8 +31,8 @@ def _make_one(job: tuple[str, int], *, out_dir: str, seed: int, size: int, frame
     path = os.path.join(out_dir, "videos", split, f"{index:05d}.mp4")
     if os.path.exists(path) and os.path.exists(mask_sidecar_path(path)):
         return
-    video, masks, _ = render_video(seed, split, index, size=size, num_frames=frames, num_distractors=distractors,
-                                   classes=classes)
+    video, masks, _ = render_video(seed, split, index, size=size, num_frames=frames,
+                                   num_distractors=distractors, classes=classes)
     save_masks(mask_sidecar_path(path), masks)  # the mask first: a video present means both are
     # one x264 thread: the bytes are then a function of (seed, split, index); with a thread per core 9 of
     # 2,880 videos differed between two generations, and the tiny backbone's training follows every bit
@@ -39,7 +40,8 @@ def _make_one(job: tuple[str, int], *, out_dir: str, seed: int, size: int, frame
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir")
     parser.add_argument("--num-train", type=int, default=2400, help="training videos (default 2400)")
     parser.add_argument("--num-val", type=int, default=480, help="validation videos (default 480)")
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="default: still / moving / changing size (learnable by the tiny model "
                         "within the demo); ordered: right / left / down / up / growing / shrinking")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes (default: all cores)")
     args = parser.parse_args(argv)
 
     splits = {"train": args.num_train, "val": args.num_val}
@@ -69,10 +72,12 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_text(os.path.join(args.out_dir, f"{split}.csv"), lines)
         if split == "val":
             atomic_write_text(os.path.join(args.out_dir, "test.csv"), lines)
-    info = {"classes": list(classes), "flip_sensitive": bool(FLIP_SENSITIVE_CLASSES & set(classes)), "dataset": "video_iared synthetic motion",
-            "size": args.size, "frames": args.frames, "fps": args.fps, "seed": args.seed}
+    info = {"classes": list(classes), "flip_sensitive": bool(FLIP_SENSITIVE_CLASSES & set(classes)),
+            "dataset": "video_iared synthetic motion", "size": args.size, "frames": args.frames,
+            "fps": args.fps, "seed": args.seed}
     atomic_write_text(os.path.join(args.out_dir, "classes.json"), json.dumps(info, indent=1) + "\n")
-    print(f"{args.out_dir}: {args.num_train} train + {args.num_val} val videos, {len(classes)} classes", file=sys.stderr)
+    print(f"{args.out_dir}: {args.num_train} train + {args.num_val} val videos, {len(classes)} classes",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
         --nodes 2 --gpus-per-node 8 --cpus-per-task 10 --partition gpu --time 4320 \\
         run.output_dir=runs/divst_k400 [key=value ...]
 
+It takes ``video-iared train``'s arguments (its parser is this one's parent) plus the cluster's.
 One task per GPU (``--tasks-per-node`` on CPU); submitit's files and logs go to
 ``<run.output_dir>/slurm/<job id>/``. ``--local`` runs the same job with submitit's local executor and
 waits for it.
@@ -14,30 +15,32 @@ import argparse
 import sys
 from pathlib import Path
 
-from video_iared.config import ConfigError, load_config
+from video_iared.cli import train_arguments, train_config
+from video_iared.config import ConfigError
 from video_iared.launch.submit import LaunchError, add_cluster_arguments, cluster_options, job_folder, submit
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="slurm/submit.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", help="experiment YAML (configs/...); defaults when omitted")
+    """``video-iared train``'s arguments (config, overrides, --resume) plus the cluster's."""
+    parser = argparse.ArgumentParser(prog="slurm/submit.py", description=__doc__.split("\n")[0],
+                                     parents=[train_arguments()])
     parser.add_argument("--job", choices=("train",), default="train", help="the engine entry to run")
     add_cluster_arguments(parser)
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="config overrides, e.g. run.output_dir=runs/x optim.lr=0.01")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = train_config(args)
     except ConfigError as err:
         print(f"slurm/submit.py: config error: {err}", file=sys.stderr)
         return 2
     from video_iared.engine.train import train
 
     cfg.run.output_dir = str(Path(cfg.run.output_dir).resolve())  # jobs may start in another folder
+    if cfg.run.resume != "auto":
+        cfg.run.resume = str(Path(cfg.run.resume).resolve())
     try:
         options = cluster_options(args, name=f"{args.job}-{Path(cfg.run.output_dir).name}")
         job = submit(train, cfg, folder=job_folder(cfg.run.output_dir), options=options)

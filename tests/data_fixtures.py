@@ -1,4 +1,5 @@
-"""Tiny generated videos for the data tests (register in conftest.py: ``from tests.data_fixtures import *``)."""
+"""Tiny generated videos for the data tests (register in conftest.py:
+``from tests.data_fixtures import *``)."""
 from __future__ import annotations
 
 import json

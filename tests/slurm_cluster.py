@@ -61,7 +61,7 @@ def install_packages() -> None:
         return
     if os.geteuid() != 0:
         raise ClusterUnavailable(f"SLURM programs {missing_programs()} are missing and installing "
-                           f"{' '.join(PACKAGES)} needs root")
+                                 f"{' '.join(PACKAGES)} needs root")
     if shutil.which("apt-get") is None:
         raise ClusterUnavailable(f"SLURM programs {missing_programs()} are missing and there is no apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}

@@ -91,7 +91,8 @@ def test_tome_r0_is_dense_and_merging_lowers_cost(model, clip):
         logits, left = baselines.tome_forward(model, clip, 0)
         assert torch.allclose(logits, model(clip), atol=1e-5)
         _, left = baselines.tome_forward(model, clip, 3)
-    assert left.tolist() == [13, 10, 7, 4] == [16 - sum(baselines.tome_schedule(16, 4, 3)[:i + 1]) for i in range(4)]
+    schedule = baselines.tome_schedule(16, 4, 3)
+    assert left.tolist() == [13, 10, 7, 4] == [16 - sum(schedule[:i + 1]) for i in range(4)]
     shape = shape_of(model)
     assert baselines.tome_macs(shape, 0) == model_macs(shape).item()
     assert baselines.tome_macs(shape, 3) < baselines.tome_macs(shape, 1) < baselines.tome_macs(shape, 0)

@@ -1,8 +1,14 @@
 """The typed, layered config: defaults -> YAML (with _base_) -> key=value overrides."""
+import os
+
 import pytest
 import yaml
+from train_helpers import REPO
 
+from video_iared.cli import report_model_cost
 from video_iared.config import Config, ConfigError, load_config, parse_override
+
+CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 
 
 def test_defaults_are_the_official_recipe():
@@ -52,3 +58,27 @@ def test_saved_config_round_trips(tmp_path):
     again = load_config(tmp_path / "run" / "config.yaml")
     assert again == cfg and isinstance(again, Config)
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["run"]["seed"] == 7
+
+
+def test_a_partial_is_merged_as_a_base_and_refused_alone(tmp_path):
+    (tmp_path / "model.yaml").write_text("model: {num_classes: 10}\n")
+    (tmp_path / "stage.yaml").write_text("_layer_on_: model.yaml\noptim: {lr: 0.1}\n")
+    (tmp_path / "run.yaml").write_text("_base_: [model.yaml, stage.yaml]\n")
+    cfg = load_config(tmp_path / "run.yaml")
+    assert cfg.model.num_classes == 10 and cfg.optim.lr == 0.1
+    with pytest.raises(ConfigError, match=r"stage.yaml is a partial config.*such as .*model.yaml"):
+        load_config(tmp_path / "stage.yaml")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: str(path.relative_to(REPO / "configs")))
+def test_every_config_builds_or_names_its_base(path, tmp_path):
+    """``video-iared flops`` (the model built, no weights) works on every file under configs/, or the
+    file is a partial whose ConfigError names the model config to layer it on — and layered, it works."""
+    try:
+        report = report_model_cost(load_config(path))
+    except ConfigError as err:
+        base = os.path.normpath(path.parent / yaml.safe_load(path.read_text())["_layer_on_"])
+        assert f"layered on a model config such as {base}" in str(err)
+        (tmp_path / "layered.yaml").write_text(yaml.safe_dump({"_base_": [base, str(path)]}))
+        report = report_model_cost(load_config(tmp_path / "layered.yaml"))
+    assert "GFLOPs per view" in report

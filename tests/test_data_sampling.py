@@ -45,6 +45,7 @@ def test_invalid_arguments():
 def test_multi_view_centring():
     assert temporal_view_positions(1) == [0.5]
     assert temporal_view_positions(2) == [0.25, 0.75]
-    starts = [clip_indices(356, num_frames=8, sampling_rate=32, position=p)[0] for p in temporal_view_positions(2)]
+    starts = [clip_indices(356, num_frames=8, sampling_rate=32, position=p)[0]
+              for p in temporal_view_positions(2)]
     # slack of 100 frames: views start at 25 and 75, symmetric about the video's centre
     assert starts == [25, 75]

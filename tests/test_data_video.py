@@ -27,7 +27,8 @@ def test_odd_size_and_other_fps(tmp_path):
     ramp_video(str(tmp_path / "odd.mp4"), num_frames=40, height=37, width=51, fps=15)
     ds_dir = tmp_path
     (ds_dir / "l.csv").write_text("odd.mp4 0\n")
-    ds = VideoDataset(str(ds_dir / "l.csv"), split="val", num_frames=4, sampling_rate=2, crop_size=16, test_scale=16)
+    ds = VideoDataset(str(ds_dir / "l.csv"), split="val", num_frames=4, sampling_rate=2, crop_size=16,
+                      test_scale=16)
     item = ds[0]
     assert item["clip"].shape == (3, 4, 16, 16) and item["clip"].dtype == torch.uint8
     # 15 fps: the 8-frame window at 30 fps covers 4 video frames, centred in the 40-frame video
@@ -37,7 +38,8 @@ def test_odd_size_and_other_fps(tmp_path):
 def multi_view_crop_boxes_official_geometry():
     # train: short side 320 (frame 320x427) jittered to 256..320, crop 224 -> box of 224..280 source px
     rng = np.random.default_rng(0)
-    sides = {train_crop_box(320, 427, crop_size=224, jitter_scales=(256, 320), rng=rng)[2] for _ in range(200)}
+    sides = {train_crop_box(320, 427, crop_size=224, jitter_scales=(256, 320), rng=rng)[2]
+             for _ in range(200)}
     assert min(sides) >= 224 and max(sides) <= 280 and len(sides) > 20
     # multi-view: short side to the crop, left / centre / right squares of the short side
     assert multi_view_crop_boxes(320, 427, crop_size=224, num_crops=3, short_side=224) == [
@@ -77,7 +79,8 @@ def test_normalize_on_device():
 
 
 def test_train_items_reproducible_and_epoch_dependent(tiny_video_dir):
-    kw = dict(split="train", num_frames=4, sampling_rate=4, crop_size=24, train_jitter_scales=(26, 40), seed=3)
+    kw = dict(split="train", num_frames=4, sampling_rate=4, crop_size=24, train_jitter_scales=(26, 40),
+              seed=3)
     a = VideoDataset(os.path.join(tiny_video_dir, "train.csv"), **kw)
     b = VideoDataset(os.path.join(tiny_video_dir, "train.csv"), **kw)
     assert a.with_masks and a.flip  # sidecars found; flip allowed (not flip-sensitive)

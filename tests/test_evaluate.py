@@ -8,8 +8,9 @@ import torch
 
 from video_iared.engine.aggregate import (ViewRecords, centre_view, dedupe_views, per_class_accuracy,
                                           topk_correct, video_scores)
-from video_iared.engine.evaluate import (Batch, Prediction, ViewPass, compute_metrics, format_table,
-                                         gather_views, run_views, write_metrics, write_predictions)
+from video_iared.engine.harness import Batch, Prediction, ViewPass, gather_views, run_views
+from video_iared.engine.metrics import compute_metrics
+from video_iared.engine.results import format_table, write_metrics, write_predictions
 from torch.utils.data import DistributedSampler
 
 NUM_VIDEOS, NUM_VIEWS, NUM_CLASSES = 5, 3, 4
@@ -113,7 +114,7 @@ def test_run_views_times_after_warmup():
 
 
 def test_iared_predictor_budget_and_threshold_costs():
-    from video_iared.engine.evaluate import model_predictor
+    from video_iared.engine.harness import model_predictor
     from video_iared.flops import model_macs, shape_of
     from video_iared.models import TimeSformer
     from video_iared.models.iared import IARed

@@ -7,8 +7,9 @@ from einops import rearrange
 
 import video_iared  # noqa: F401  registers the variants in timm
 from train_helpers import REPO
-from video_iared.flops import VitShape, fvcore_macs, keep_ratio_masks, model_cost_report, model_macs, shape_of
+from video_iared.flops import VitShape, fvcore_macs, keep_ratio_masks, model_macs, shape_of
 from video_iared.models import DeiT, IARed, TimeSformer
+from video_iared.models.cost import model_cost_report
 from video_iared.models.tokens import SequencePlan
 
 TIMESFORMER_B = VitShape(embed_dim=768, depth=12, num_heads=12, mlp_ratio=4, patch_size=16, in_chans=3,
@@ -68,7 +69,8 @@ T, GRID = 4, 4
 N = GRID * GRID
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, num_classes=5, drop_path_rate=0.0)
 PLANS = {"divided_space_time": ("temporal_sequences", "frame_sequences"),
-         "joint_space_time": ("sample_sequences",), "space_only": ("frame_sequences",), "image": ("sample_sequences",)}
+         "joint_space_time": ("sample_sequences",), "space_only": ("frame_sequences",),
+         "image": ("sample_sequences",)}
 
 
 class Traced(torch.nn.Module):
@@ -150,7 +152,7 @@ def test_analytic_equals_fvcore_on_dropped_forward(attention_type):
     """Exactly, once the padding slots of the fixed-shape attention grids and the interpreter's token
     grid are added; with every token kept there is no padding and the two are equal as they are."""
     model = IARed(tiny_backbone(attention_type), group_starts=(0, 2), interpreter_heads=2).eval()
-    shape = shape_of(model)
+    shape = shape_of(model.backbone)
     for name, keep in keep_patterns(shape.num_frames).items():
         x = torch.randn(keep[0].shape[0], 3, T, 32, 32)
         if attention_type == "image":

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from video_iared.interpret.render import (grey_out, overlay, panel_strip, resize_frames, save_grid,
-                                         write_animation)
+                                          write_animation)
 
 
 @pytest.fixture

@@ -141,3 +141,24 @@ def test_masking_equals_removal(attention_type):
     assert (model.pool(masked) - model.pool(packed)).abs().max() <= 1e-5
     kept = (first & second).flatten()
     assert (masked.patches[kept] - packed.patches).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "space_only"])
+def test_frames_packed_into_short_sequences_equal_masking(attention_type):
+    """With 25 locations a frame that keeps few tokens gets a short spatial sequence (a multiple of 16
+    + CLS, not 26 slots); results and gradients are those of masking."""
+    torch.manual_seed(0)
+    model = TimeSformer(img_size=40, patch_size=8, embed_dim=32, depth=2, num_heads=4, num_frames=T,
+                        num_classes=5, drop_path_rate=0.0, attention_type=attention_type).eval()
+    randomize(model)
+    clip = torch.randn(B, 3, T, 40, 40, requires_grad=True)
+    keep = torch.rand(B, 25 * T, generator=torch.Generator().manual_seed(1)) < 0.4
+    packed = model.embed(clip).select(keep)
+    assert packed.layout.frame_sequences.length == 17                    # 1 + 16 < 1 + 25
+    packed = model.forward_blocks(packed)
+    masked = model.forward_blocks(model.embed(clip).hide(keep))
+    assert (model.pool(masked) - model.pool(packed)).abs().max() <= 1e-5
+    assert (masked.patches[keep.flatten()] - packed.patches).abs().max() <= 1e-5
+    grad_packed, = torch.autograd.grad(model.pool(packed).sum(), clip)
+    grad_masked, = torch.autograd.grad(model.pool(masked).sum(), clip)
+    assert (grad_packed - grad_masked).abs().max() <= 1e-5

@@ -5,7 +5,8 @@ from video_iared.report import write_report
 
 
 def test_report_lists_stage_times_and_only_the_tables_whose_outputs_exist(tmp_path):
-    text = write_report(tmp_path, [("train backbone", 189.0, False), ("generate", 0.0, True)], 189.0).read_text()
+    steps = [("train backbone", 189.0, False), ("generate", 0.0, True)]
+    text = write_report(tmp_path, steps, 189.0).read_text()
     assert "| train backbone | 189 |" in text and "| generate | skipped (done earlier) |" in text
     assert "| **total** | **189** |" in text
     assert "## Accuracy and cost" not in text and "## Interpretability" not in text

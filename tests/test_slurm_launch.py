@@ -1,11 +1,14 @@
 """The launcher without a cluster: options, requeue budget, shards, a 2-task job on the local executor."""
 import argparse
+import importlib.util
 import sys
 
 import cloudpickle
 import pytest
 import submitit
+from train_helpers import REPO
 
+from video_iared.cli import train_config
 from video_iared.launch import submit as launch
 from video_iared.launch.submit import ClusterOptions, LaunchError, RequeueLimitError, Resumable
 
@@ -38,6 +41,21 @@ def test_cli_flags_map_to_sbatch_parameters(tmp_path, monkeypatch):
         "gpu", "a", "high", "volta32gb")
     assert params["additional_parameters"] == {"requeue": True}
     assert executor._executor.max_num_timeout == 7
+
+
+def test_submit_script_reads_a_run_as_train_does(capsys):
+    """slurm/submit.py's parser is ``video-iared train``'s (config, overrides, --resume) plus the
+    cluster's."""
+    spec = importlib.util.spec_from_file_location("slurm_submit", REPO / "slurm" / "submit.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = script.build_parser().parse_intermixed_args(
+        ["--config", str(REPO / "configs" / "tiny" / "backbone.yaml"), "--nodes", "2", "optim.lr=0.5",
+         "--resume", "old.pth"])
+    cfg = train_config(args)
+    assert (args.nodes, cfg.optim.lr, cfg.run.resume, cfg.model.num_classes) == (2, 0.5, "old.pth", 3)
+    assert script.main(["optim.lrr=0.5"]) == 2
+    assert "did you mean 'lr'" in capsys.readouterr().err
 
 
 def test_missing_sbatch_is_a_clear_error(tmp_path, monkeypatch):

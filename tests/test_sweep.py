@@ -84,7 +84,8 @@ def test_sweep_runs_every_method_and_writes_files(dataset, tmp_path, capsys):
 
 def test_reduction_within_picks_the_cheapest_setting_close_to_dense():
     points = [SweepPoint("dense", "-", 10.0, 90.0, 88.0, 1.0, 1.0),
-              SweepPoint("a", "1", 5.0, 89.6, 88.0, 0.5, 1.0), SweepPoint("a", "2", 4.0, 89.2, 88.0, 0.4, 1.0),
+              SweepPoint("a", "1", 5.0, 89.6, 88.0, 0.5, 1.0),
+              SweepPoint("a", "2", 4.0, 89.2, 88.0, 0.4, 1.0),
               SweepPoint("b", "1", 2.0, 70.0, 60.0, 0.2, 1.0)]
     assert reduction_within(points, 0.5) == {"a": 2.0, "b": None}
     assert reduction_within(points, 1.0) == {"a": 2.5, "b": None}

@@ -1,10 +1,18 @@
 """Token bookkeeping: sequence plans, pack/unpack, layouts."""
 import torch
 
-from video_iared.models.tokens import (SequencePlan, TokenLayout, compact_index, pack, round_up, sequence_plan,
-                                       unpack)
+from video_iared.models.tokens import (SequencePlan, TokenLayout, compact_index, pack, round_up,
+                                       sequence_plan, unpack)
 
 CPU = torch.device("cpu")
+
+
+def real(plan: SequencePlan, grid: torch.Tensor) -> torch.Tensor:
+    """The grid (G, L, 1) with its padding slots zeroed: the rows' own slots only."""
+    if plan.slot is None:
+        return grid[..., 0]
+    occupied = torch.zeros(plan.count * plan.length, dtype=torch.bool).index_fill_(0, plan.slot, True)
+    return (grid[..., 0] * occupied.view(plan.count, plan.length))
 
 
 def test_sequence_plan_gathers_rows_into_slots_and_scatters_back():
@@ -12,7 +20,7 @@ def test_sequence_plan_gathers_rows_into_slots_and_scatters_back():
     slot = torch.tensor([4, 0, 1, 7, 5])                               # 2 sequences of 4 slots
     plan = sequence_plan(slot, 2, 4)
     grid = plan.gather(rows)
-    assert grid[..., 0].tolist() == [[2, 3, 0, 0], [1, 5, 0, 4]]      # padding is zero
+    assert grid[..., 0].tolist() == [[2, 3, 3, 4], [1, 5, 2, 4]]      # padding slot i copies row i mod 5
     assert plan.mask.flatten(1).tolist() == [[True, True, False, False], [True, True, False, True]]
     assert torch.equal(plan.scatter(grid), rows)
     keys = torch.tensor([True, False, True, True, True])               # row 2 (slot 0) hidden
@@ -61,18 +69,18 @@ def test_layout_coordinates_sequences_and_hierarchy():
     values = torch.arange(1.0, 6.0)[:, None]
     temporal = packed.temporal_sequences   # (sample, location) x frame: the dense (b n) t grid
     assert (temporal.count, temporal.length) == (8, 3)
-    grid = temporal.gather(values)[..., 0]
+    grid = real(temporal, temporal.gather(values))
     assert grid[0].tolist() == [1, 0, 0] and grid[1].tolist() == [0, 2, 3] and grid[6].tolist() == [0, 5, 0]
     assert temporal.mask.flatten(1)[2].tolist() == [True] * 3             # no token at (0, 2): every slot
     frames = packed.frame_sequences       # rows: 6 CLS copies (b*T + t), then 5 patches at 1 + location
     assert (frames.count, frames.length) == (6, 5)
-    grid = frames.gather(torch.cat([torch.full((6, 1), -1.0), values]))[..., 0]
+    grid = real(frames, frames.gather(torch.cat([torch.full((6, 1), -1.0), values])))
     assert grid[:, 0].tolist() == [-1] * 6
     assert grid[2].tolist() == [-1, 0, 3, 0, 4] and grid[4].tolist() == [-1, 0, 0, 5, 0]
     assert frames.mask.flatten(1).sum(1).tolist() == [2, 2, 3, 1, 2, 1]
-    samples = packed.sample_sequences     # CLS, then the sample's tokens packed; 1 + 4 slots (ceil to 16, cap 12)
+    samples = packed.sample_sequences     # CLS, then the sample's tokens; 1 + 4 rounded up to 16, at most 12
     assert (samples.count, samples.length) == (2, 13)
-    grid = samples.gather(torch.cat([torch.full((2, 1), -1.0), values]))[..., 0]
+    grid = real(samples, samples.gather(torch.cat([torch.full((2, 1), -1.0), values])))
     assert grid[0, :5].tolist() == [-1, 1, 2, 3, 4] and grid[1, :3].tolist() == [-1, 5, 0]
     again, _ = packed.select(torch.ones(2, 12, dtype=torch.bool))
     assert torch.equal(again.flat, packed.flat)                     # dropped tokens are not revived

@@ -24,7 +24,8 @@ CPU = torch.device("cpu")
     (["model.interpreter_blocks=[4]"], r"within \[0, 4\)"),
     (["iared.baseline=leave_one_out"], "iared.rollouts=1"),
     (["iared.rollouts=0"], "iared.rollouts=0"),
-    (["model.interpreter_blocks=[1,2]", "iared.decision=budget", "iared.budget=[0.5]"], "one cumulative keep ratio per"),
+    (["model.interpreter_blocks=[1,2]", "iared.decision=budget", "iared.budget=[0.5]"],
+     "one cumulative keep ratio per"),
     (["model.interpreter_blocks=[1,2]", "iared.decision=budget", "iared.budget=[0.3,0.5]"], "non-increasing"),
     (["model.interpreter_blocks=[1,2]", "iared.decision=budget", "iared.budget=[1.5,0.5]"], r"in \(0, 1\]"),
 ])
@@ -89,15 +90,18 @@ def test_init_std_scales_a_from_scratch_timesformer_and_is_refused_by_image_mode
     assert qkv_std([]) == pytest.approx(0.02, rel=0.05)  # the official 0.02
     assert qkv_std(["model.init_std=0.06"]) == pytest.approx(0.06, rel=0.05)
     with pytest.raises(ConfigError, match=r"packed_deit_tiny_patch16_224 does not take .*init_std"):
-        build_model(load_config(None, ["model.name=packed_deit_tiny_patch16_224", "model.init_std=0.06"]).model)
+        build_model(load_config(None, ["model.name=packed_deit_tiny_patch16_224",
+                                       "model.init_std=0.06"]).model)
 
 
 def test_input_spec_takes_the_model_metadata_then_data_overrides():
     from video_iared.engine.datasets import input_spec
 
     spec = input_spec(load_config())
-    assert (spec.num_frames, spec.sampling_rate, spec.crop_size, spec.train_jitter_scales) == (8, 4, 32, (32, 40))
+    recipe = (spec.num_frames, spec.sampling_rate, spec.crop_size, spec.train_jitter_scales)
+    assert recipe == (8, 4, 32, (32, 40))
     spec = input_spec(load_config(None, ["model.name=timesformer_base_patch16_224", "model.num_frames=16",
                                          "data.sampling_rate=8"]))
-    assert (spec.num_frames, spec.sampling_rate, spec.crop_size, spec.train_jitter_scales) == (16, 8, 224, (256, 320))
+    recipe = (spec.num_frames, spec.sampling_rate, spec.crop_size, spec.train_jitter_scales)
+    assert recipe == (16, 8, 224, (256, 320))
     assert spec.mean == (0.45,) * 3 and spec.std == (0.225,) * 3

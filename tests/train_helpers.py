@@ -10,7 +10,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_python(args: list[str], *, threads: int = 2, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_python(args: list[str], *, threads: int = 2, check: bool = True,
+               timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``python ARGS`` from the repository root with this interpreter."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads)}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SUBMITIT_EXECUTOR"):

@@ -1,6 +1,6 @@
 """Training-free token reduction on the same TimeSformer and harness as IA-RED², for the frontier.
 
-Three baselines, each a :data:`~video_iared.engine.evaluate.Predictor` (clip -> logits, MACs, kept
+Three baselines, each a :data:`~video_iared.engine.harness.Predictor` (clip -> logits, MACs, kept
 share) so ``evaluate`` and ``sweep`` treat them exactly like the IA-RED² model:
 
 - **random**: before each group's first block, keep ``k`` present patch tokens drawn uniformly at random.
@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
 from torch import Tensor
 
-from video_iared.engine.evaluate import Prediction, Predictor
-from video_iared.flops import VitShape, block_macs, mlp_macs, model_macs, shape_of
+from video_iared.engine.harness import Prediction, Predictor
+from video_iared.flops import VitShape, block_macs, kept_shares, mlp_macs, model_macs, shape_of
+from video_iared.models.cost import forward_macs
 from video_iared.models.interpreter import check_budgets, decide
 from video_iared.models.layers import Attention, group_softmax
 from video_iared.models.timesformer import Block, TimeSformer
@@ -81,11 +82,15 @@ def cls_attention_scores(block: Block, state: TokenState) -> Tensor:
     bias = (q * rearrange(torch.as_tensor(b_k, dtype=q.dtype, device=q.device).expand(dim),
                           "(h c) -> h c", h=heads)).sum(-1)  # (B, h)
     cls_key = torch.einsum("bhd,bd->bh", folded, block.norm1(state.cls)) + bias
-    patch_logits = torch.einsum("mhd,md->mh", folded[layout.sample], block.norm1(state.patches)) + bias[layout.sample]
-    rows = torch.cat([repeat(cls_key, "b h -> (b t) h", t=layout.frames), patch_logits])  # frame_sequences' rows
+    patch_logits = (torch.einsum("mhd,md->mh", folded[layout.sample], block.norm1(state.patches))
+                    + bias[layout.sample])
+    # the rows of frame_sequences: every frame's CLS copy, then the patches
+    rows = torch.cat([repeat(cls_key, "b h -> (b t) h", t=layout.frames), patch_logits])
     plan = layout.frame_sequences
-    weights = group_softmax(rearrange(plan.gather(rows), "g l h -> g h 1 l"), plan.mask)  # the CLS query's row
-    weights = plan.scatter(rearrange(weights, "g h 1 l -> g l h"))[layout.batch * layout.frames:].mean(1)  # (M,)
+    # the CLS query's row of each sequence
+    weights = group_softmax(rearrange(plan.gather(rows), "g l h -> g h 1 l"), plan.mask)
+    weights = plan.scatter(rearrange(weights, "g h 1 l -> g l h"))
+    weights = weights[layout.batch * layout.frames:].mean(1)  # (M,) patch rows, mean over heads
     scores = torch.zeros(layout.batch * layout.tokens_per_sample, dtype=weights.dtype, device=weights.device)
     return scores.index_copy_(0, layout.flat, weights).view(layout.batch, layout.tokens_per_sample)
 
@@ -121,10 +126,8 @@ def drop_forward(model: TimeSformer, clip: Tensor, group_starts: Sequence[int], 
     like an interpreter with ``scorer_heads`` heads (0 = free)."""
     logits, masks = drop_tokens(model, clip, group_starts, counts, scorer)
     masks = [m.cpu() for m in masks]
-    shape = shape_of(model)
-    macs = model_macs(shape, group_starts=list(group_starts), group_keep=masks, interpreter_heads=scorer_heads)
-    keep_share = torch.stack([m.flatten(1).float().mean(1) for m in masks], 1)
-    return Prediction(logits, macs, keep_share)
+    macs = forward_macs(model, clip, masks, group_starts=group_starts, interpreter_heads=scorer_heads)
+    return Prediction(logits, macs, kept_shares(masks))
 
 
 def random_predictor(model: TimeSformer, group_starts: Sequence[int], budget: Sequence[float],
@@ -206,7 +209,8 @@ def tome_macs(shape: VitShape, r: int) -> float:
     locations = shape.num_patches
     for merge in tome_schedule(locations, shape.depth, r):
         merged = locations - merge
-        total += (block_macs(shape, _grid(locations, frames)) - block_macs(shape, _grid(shape.num_patches, frames))
+        total += (block_macs(shape, _grid(locations, frames))
+                  - block_macs(shape, _grid(shape.num_patches, frames))
                   - mlp_macs(shape, torch.tensor([locations * frames + 1.0]))
                   + mlp_macs(shape, torch.tensor([merged * frames + 1.0]))).item()
         total += math.ceil(locations / 2) * (locations // 2) * head_dim * (merge > 0)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from video_iared.config import ConfigError, load_config
+from video_iared.config import Config, ConfigError, load_config
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -19,11 +19,21 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
                         help="config overrides, e.g. optim.lr=0.01 model.num_frames=16")
 
 
-def _cmd_flops(args: argparse.Namespace) -> int:
-    from video_iared.flops import report_model_cost
+def report_model_cost(cfg: Config, keep_ratio: float | None = None) -> str:
+    """:func:`~video_iared.models.cost.model_cost_report` of a config's model, built without its
+    weights (the cost does not depend on them, and the file need not exist here). Without
+    ``keep_ratio``, a config that deploys ``iared.decision=budget`` is costed at its budget."""
+    from video_iared.models.build import build_model
+    from video_iared.models.cost import model_cost_report
 
-    cfg = load_config(args.config, args.overrides)
-    print(report_model_cost(cfg, keep_ratio=args.keep_ratio))
+    model = build_model(cfg.model, load=False)
+    use_budget = keep_ratio is None and cfg.iared.decision == "budget" and cfg.model.interpreter_blocks
+    return model_cost_report(model, 1.0 if keep_ratio is None else keep_ratio, cfg.model.name,
+                             budget=cfg.iared.budget if use_budget else ())
+
+
+def _cmd_flops(args: argparse.Namespace) -> int:
+    print(report_model_cost(load_config(args.config, args.overrides), keep_ratio=args.keep_ratio))
     return 0
 
 
@@ -37,23 +47,34 @@ def _register_flops(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_flops)
 
 
+def train_arguments() -> argparse.ArgumentParser:
+    """The ``train`` command's arguments (config, overrides, ``--resume``) as a parent parser, shared
+    with the SLURM launcher (``slurm/submit.py``) so both read a run the same way."""
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_config_args(parser)
+    parser.add_argument("--resume", metavar="CKPT",
+                        help="continue from this checkpoint (default: run.output_dir's own, when present)")
+    return parser
+
+
+def train_config(args: argparse.Namespace) -> Config:
+    """The config :func:`train_arguments` describe (``--resume`` becomes ``run.resume``)."""
+    resume = [f"run.resume={args.resume}"] if args.resume else []
+    return load_config(args.config, [*args.overrides, *resume])
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from video_iared.engine.train import train
 
-    overrides = list(args.overrides)
-    if args.resume:
-        overrides.append(f"run.resume={args.resume}")
-    result = train(load_config(args.config, overrides))
+    result = train(train_config(args))
     print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
     return 0
 
 
 def _register_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one IA-RED2 stage (iared.stage: backbone | interpreters | "
+    p = sub.add_parser("train", parents=[train_arguments()],
+                       help="train one IA-RED2 stage (iared.stage: backbone | interpreters | "
                        "finetune) on one process, torchrun or SLURM; resumes from run.output_dir")
-    _add_config_args(p)
-    p.add_argument("--resume", metavar="CKPT",
-                   help="continue from this checkpoint (default: run.output_dir's own, when present)")
     p.set_defaults(func=_cmd_train)
 
 
@@ -73,7 +94,8 @@ def _add_checkpoint_args(p: argparse.ArgumentParser, *, warmup: int) -> None:
 
 def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="clip and multi-view video top-1/5, GFLOPs per view, kept share, "
-                       "throughput on data.test_list; writes metrics.json and predictions.csv to run.output_dir")
+                       "throughput on data.test_list; writes metrics.json and predictions.csv to "
+                       "run.output_dir")
     _add_checkpoint_args(p, warmup=2)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -93,7 +115,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _register_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="accuracy vs GFLOPs of IA-RED2 (thresholds, budgets), random drop, "
-                       "CLS-attention top-k, ToMe and dense; writes sweep.json and sweep.png to run.output_dir")
+                       "CLS-attention top-k, ToMe and dense; writes sweep.json and sweep.png to "
+                       "run.output_dir")
     _add_checkpoint_args(p, warmup=1)
     p.add_argument("--thresholds", type=_numbers(float), default=[0.3, 0.5, 0.7, 0.8, 0.9],
                    help="IA-RED2 threshold decisions, comma-separated (default 0.3,0.5,0.7,0.8,0.9)")
@@ -178,8 +201,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     except _input_errors() as err:
         print(f"video-iared predict: {err}", file=sys.stderr)
         return 1
-    print(f"{args.video}: {loaded.cfg.model.name}, {loaded.spec.num_frames} frames at {loaded.spec.crop_size}px "
-          f"(centre view)")
+    print(f"{args.video}: {loaded.cfg.model.name}, {loaded.spec.num_frames} frames at "
+          f"{loaded.spec.crop_size}px (centre view)")
     print(format_prediction(prediction, names))
     if args.features:
         print(f"features {tuple(prediction.features.shape)} -> {save_features(prediction, args.features)}")

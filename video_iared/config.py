@@ -4,11 +4,16 @@ Every section is a dataclass, so a misspelled key fails at load time naming the 
 valid one (DINOv2-style layering, without a global config read by constructors: only
 ``models.build``, ``data.build`` and the engine read it). The resolved config is saved in each run's
 output directory as ``config.yaml``.
+
+A partial file (a stage recipe without a model) names the config it is layered on with
+``_layer_on_: <path relative to the file>``: read as a ``_base_`` it is merged like any file, asked
+for on its own it is a :class:`ConfigError` that says what to layer it on.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,7 +40,8 @@ class ModelConfig:
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.1
-    init_std: Optional[float] = None  # truncated-normal std of a from-scratch TimeSformer; None: 0.02 (official)
+    # truncated-normal std of a from-scratch TimeSformer; None: 0.02 (official)
+    init_std: Optional[float] = None
     weights: str = ""  # a file load_weights understands: official .pyth, timm/DeiT ImageNet, ours
     grad_checkpointing: bool = False
     # IA-RED2: an interpreter before each listed block; empty = dense model.
@@ -112,7 +118,8 @@ class RunConfig:
     amp: Literal["none", "bf16", "fp16"] = "none"
     log_every: int = 10
     ckpt_every_steps: int = 0  # 0: epoch ends only
-    resume: str = "auto"  # auto: continue from output_dir's checkpoint when there is one; or a checkpoint path
+    # auto: continue from output_dir's checkpoint when there is one; or a checkpoint path
+    resume: str = "auto"
     eval_every_epochs: int = 1
 
 
@@ -195,12 +202,24 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at top level")
+    layer_on = data.pop("_layer_on_", None)
+    if layer_on is not None and not seen:  # the file asked for, not one of another file's bases
+        raise _partial(path, layer_on)
     bases = data.pop("_base_", [])
     merged: dict[str, Any] = {}
     for base in [bases] if isinstance(bases, str) else bases:
         _deep_update(merged, _read_yaml(path.parent / base, seen + (path.resolve(),)))
     _deep_update(merged, data)
     return merged
+
+
+def _partial(path: Path, layer_on: Any) -> ConfigError:
+    """The error for a partial file asked for on its own: which config to layer it on, and how."""
+    if not isinstance(layer_on, str):
+        return ConfigError(f"config file {path}: _layer_on_ must be a path, got {layer_on!r}")
+    base = os.path.normpath(path.parent / layer_on)
+    return ConfigError(f"{path} is a partial config, layered on a model config such as {base}: run a config "
+                       f"that lists both (_base_: [{layer_on}, {path.name}]) instead")
 
 
 def _deep_update(into: dict[str, Any], new: dict[str, Any]) -> None:

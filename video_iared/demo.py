@@ -58,7 +58,8 @@ def build_stages(out: Path, num_train: int, num_val: int) -> list[Stage]:
                "--write-clean", str(out / "checked_val.csv")],
               out / "checked_val.csv"),
         *(Stage(name, _cli("train", "--config", str(TINY / f"{config}.yaml"), *common,
-                           f"model.weights={ckpt[start] if start else ''}", f"run.output_dir={runs / config}"),
+                           f"model.weights={ckpt[start] if start else ''}",
+                           f"run.output_dir={runs / config}"),
                 runs / config / "final_metrics.json")
           for name, config, start in TRAINING),
         Stage("evaluate dense",
@@ -78,7 +79,8 @@ def build_stages(out: Path, num_train: int, num_val: int) -> list[Stage]:
                    "--eval-masks", "--out", str(out / "interpret"), *common),
               out / "interpret" / "interpretability.json"),
     ]
-    rendered = [data / "videos" / "val" / f"{index:05d}.mp4" for index in range(RENDERED_CLIPS)]  # labels cycle
+    # labels cycle through the classes
+    rendered = [data / "videos" / "val" / f"{index:05d}.mp4" for index in range(RENDERED_CLIPS)]
     stages.append(Stage(f"render heatmaps of {RENDERED_CLIPS} val videos",
                         _cli("interpret", "--checkpoint", str(ckpt[FINAL]), "--video", *map(str, rendered),
                              "--format", "gif", "--out", str(out / "renders")),
@@ -118,7 +120,8 @@ def run_stage(stage: Stage, log_dir: Path) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     parser.add_argument("--num-train", type=int, default=2400, help="synthetic training videos")
-    parser.add_argument("--num-val", type=int, default=480, help="synthetic validation videos (the test list is the val list, as on Kinetics)")
+    parser.add_argument("--num-val", type=int, default=480,
+                        help="synthetic validation videos (the test list is the val list, as on Kinetics)")
     parser.add_argument("--fresh", action="store_true", help="delete --out first")
 
 

@@ -7,7 +7,8 @@ additions are not counted — the convention behind TimeSformer-B's 195.8 G per 
 
 The counter is a pure function of the model's shape and the keep masks ``(B, T, N)`` after each
 interpreter, so evaluation can average the real per-sample cost over a dataset (IA-RED2 keeps a
-different number of tokens in every sample).
+different number of tokens in every sample). It imports no model code (``models.iared`` imports its
+``keep_share``); ``models.cost`` applies it to built models.
 """
 from __future__ import annotations
 
@@ -129,6 +130,11 @@ def model_macs(shape: VitShape, batch: int = 1, group_starts: Sequence[int] = ()
     return total + d * shape.num_classes
 
 
+def kept_shares(keep: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(B, G): the share of the T·N patch tokens each (B, T, N) keep mask in ``keep`` holds."""
+    return torch.stack([k.flatten(1).float().mean(1) for k in keep], 1)
+
+
 def keep_ratio_masks(shape: VitShape, ratios: Sequence[float], batch: int = 1) -> list[torch.Tensor]:
     """Nested masks keeping the first ``round(r·T·N)`` tokens: for cost reports at a keep ratio."""
     total = shape.num_frames * shape.num_patches
@@ -194,9 +200,12 @@ def fvcore_macs(model: torch.nn.Module, inputs: Any) -> tuple[int, dict[str, int
 
 
 def shape_of(model: torch.nn.Module) -> VitShape:
-    """Read a TimeSformer's or DeiT's (or timm ViT's) dimensions off the module (an IA-RED² model's
-    backbone)."""
-    model = getattr(model, "backbone", model)
+    """Read a TimeSformer's or DeiT's (or timm ViT's) dimensions off the module; of an IA-RED² model
+    (anything with a ``backbone`` and no ``blocks``), off its backbone."""
+    if not hasattr(model, "blocks") and hasattr(model, "backbone"):
+        model = model.backbone
+    if not hasattr(model, "blocks"):
+        raise TypeError(f"shape_of reads a backbone (TimeSformer, DeiT, ViT), not a {type(model).__name__}")
     block = model.blocks[0]
     patch = model.patch_embed.proj.kernel_size[0]
     num_patches = model.pos_embed.shape[1] - 1  # pos_embed holds CLS + one entry per patch
@@ -205,41 +214,3 @@ def shape_of(model: torch.nn.Module) -> VitShape:
                     in_chans=model.patch_embed.proj.in_channels, num_classes=model.num_classes,
                     num_patches=num_patches, num_frames=getattr(model, "num_frames", 1),
                     attention_type=getattr(model, "attention_type", "image"))
-
-
-def model_cost_report(model: torch.nn.Module, keep_ratio: float = 1.0, name: str = "",
-                      budget: Sequence[float] = ()) -> str:
-    """A short text report of a (TimeSformer, DeiT or IA-RED²) model: parameters and GFLOPs per view.
-
-    With interpreters, ``budget`` gives the cumulative kept share after each group (a ``budget``
-    decision); without it ``keep_ratio`` is the share of the remaining tokens each interpreter keeps
-    (so after group g the cumulative share is keep_ratio ** (g + 1)).
-    """
-    shape = shape_of(model)
-    starts = list(getattr(model, "group_starts", []))
-    heads = model.interpreters[0].num_heads if starts else 0
-    ratios = list(budget) or [keep_ratio ** (g + 1) for g in range(len(starts))]
-    macs = model_macs(shape, group_starts=starts, group_keep=keep_ratio_masks(shape, ratios),
-                      interpreter_heads=heads).item()
-    dense = model_macs(shape).item()
-    params = sum(p.numel() for p in model.parameters())
-    lines = [f"model            {name or type(getattr(model, 'backbone', model)).__name__} "
-             f"({shape.attention_type}, {shape.num_frames} frames, {shape.num_patches} patches/frame)",
-             f"parameters       {params / 1e6:.2f} M",
-             f"GFLOPs per view  {macs / 1e9:.2f}  (dense {dense / 1e9:.2f}, ratio {macs / dense:.3f})"]
-    if starts:
-        lines.append(f"interpreters     before blocks {starts}, {heads} heads, cumulative keep "
-                     + ", ".join(f"{r:.3f}" for r in ratios))
-    return "\n".join(lines)
-
-
-def report_model_cost(cfg: Any, keep_ratio: float | None = None) -> str:
-    """:func:`model_cost_report` of a config's model (built by ``models.build.build_model``; its
-    weights are not loaded: the cost does not depend on them, and the file need not exist here).
-    Without ``keep_ratio``, a config that deploys ``iared.decision=budget`` is costed at its budget."""
-    from video_iared.models.build import build_model
-
-    model = build_model(cfg.model, load=False)
-    use_budget = keep_ratio is None and cfg.iared.decision == "budget" and cfg.model.interpreter_blocks
-    return model_cost_report(model, 1.0 if keep_ratio is None else keep_ratio, cfg.model.name,
-                             budget=cfg.iared.budget if use_budget else ())

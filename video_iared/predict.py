@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,15 @@ from video_iared.data.sampling import clip_indices
 from video_iared.data.transforms import crop_clip, multi_view_crop_boxes, normalize_on_device
 from video_iared.data.video import read_clip
 from video_iared.engine.datasets import InputSpec, input_spec
-from video_iared.flops import model_macs, shape_of
-from video_iared.models.build import build_model, set_decision
+from video_iared.engine.loading import load_for_inference
+from video_iared.flops import kept_shares
+from video_iared.models.cost import forward_macs
+from video_iared.models.iared import backbone_of
 from video_iared.models.registry import list_variants, model_defaults
-from video_iared.models.weights import WeightsError, extract_state_dict, load_weights, read_checkpoint
+from video_iared.models.weights import WeightsError, extract_state_dict, read_checkpoint
 
-__all__ = ["LoadedModel", "Prediction", "infer_model_overrides", "load_model", "read_class_names",
-           "read_video", "predict_clip", "backbone_of", "run_iared", "format_prediction", "save_features"]
+__all__ = ["LoadedModel", "ClipPrediction", "infer_model_overrides", "load_model", "read_class_names",
+           "read_video", "predict_clip", "run_iared", "format_prediction", "save_features"]
 
 
 @dataclass
@@ -83,8 +85,10 @@ def infer_model_overrides(state: dict[str, Tensor]) -> list[str]:
 
 
 def load_model(checkpoint: str | Path, *, config: str | None = None,
-               overrides: list[str] | tuple[str, ...] = (), device: torch.device | str = "cpu") -> LoadedModel:
-    """Build the checkpoint's model and load its weights (strictly), in eval mode.
+               overrides: list[str] | tuple[str, ...] = (),
+               device: torch.device | str = "cpu") -> LoadedModel:
+    """Build the checkpoint's model and load every weight (``engine.loading.load_for_inference``), in
+    eval mode with the config's decision deployed.
 
     The config is, in order of preference: ``config`` (a YAML file), the one saved in the checkpoint,
     or one inferred from the weights (:func:`infer_model_overrides`); ``overrides`` apply on top.
@@ -104,10 +108,8 @@ def load_model(checkpoint: str | Path, *, config: str | None = None,
     else:
         state, _ = extract_state_dict(raw)
         cfg = load_config(None, [*infer_model_overrides(state), *overrides])
-    model = build_model(cfg.model, load=False)  # every weight comes from the checkpoint
-    load_weights(model, raw)
-    set_decision(model, cfg.iared)
-    return LoadedModel(model.to(device).eval(), cfg, input_spec(cfg))
+    model = load_for_inference(cfg, raw, device, source=str(checkpoint))
+    return LoadedModel(model, cfg, input_spec(cfg))
 
 
 def read_class_names(path: str | Path | None, cfg: Config, num_classes: int) -> list[str]:
@@ -142,11 +144,6 @@ def read_video(path: str | Path, spec: InputSpec, *, test_scale: int | None = No
     return crop_clip(decoded.frames, box, size=spec.crop_size)
 
 
-def backbone_of(model: nn.Module) -> nn.Module:
-    """The dense TimeSformer inside an IA-RED² model (the model itself when it has no interpreters)."""
-    return getattr(model, "backbone", model)
-
-
 def run_iared(model: nn.Module, clips: Tensor) -> Any:
     """The IA-RED² model's inference forward with its deployed decision (:func:`load_model` sets the
     config's ``iared.decision``; threshold 0.5, the paper's, by default) -> ``IARedOutput``."""
@@ -154,7 +151,7 @@ def run_iared(model: nn.Module, clips: Tensor) -> Any:
 
 
 @dataclass
-class Prediction:
+class ClipPrediction:
     """One clip's class probabilities, normed CLS features and cost."""
 
     probs: Tensor  # (C,)
@@ -170,7 +167,7 @@ class Prediction:
 
 
 @torch.no_grad()
-def predict_clip(loaded: LoadedModel, clip: Tensor) -> Prediction:
+def predict_clip(loaded: LoadedModel, clip: Tensor) -> ClipPrediction:
     """Classify a uint8 clip (3, T, S, S); features are the input of the classifier head."""
     model, spec = loaded.model, loaded.spec
     device = next(model.parameters()).device
@@ -186,19 +183,13 @@ def predict_clip(loaded: LoadedModel, clip: Tensor) -> Prediction:
             logits, decisions, keep = model(x), [], 1.0
     finally:
         hook.remove()
-    backbone = backbone_of(model)
-    patch = backbone.patch_size
-    shape = replace(shape_of(backbone), num_frames=clip.shape[1],
-                    num_patches=(clip.shape[2] // patch) * (clip.shape[3] // patch))
-    macs = model_macs(shape, group_starts=loaded.cfg.model.interpreter_blocks, group_keep=decisions,
-                      interpreter_heads=loaded.cfg.model.interpreter_heads)
-    tokens = shape.num_frames * shape.num_patches
-    return Prediction(probs=logits[0].float().softmax(-1).cpu(), features=captured[0][0].float().cpu(),
-                      gflops=float(macs[0]) / 1e9, dense_gflops=float(model_macs(shape)[0]) / 1e9,
-                      keep=keep, keep_per_group=[float(d.sum()) / tokens for d in decisions])
+    macs, dense = forward_macs(model, x, decisions), forward_macs(model, x)
+    return ClipPrediction(probs=logits[0].float().softmax(-1).cpu(), features=captured[0][0].float().cpu(),
+                          gflops=float(macs[0]) / 1e9, dense_gflops=float(dense[0]) / 1e9, keep=keep,
+                          keep_per_group=kept_shares(decisions)[0].tolist() if decisions else [])
 
 
-def format_prediction(prediction: Prediction, names: list[str], *, k: int = 5) -> str:
+def format_prediction(prediction: ClipPrediction, names: list[str], *, k: int = 5) -> str:
     """The ``predict`` report: top-k classes with probabilities, GFLOPs and kept share."""
     lines = [f"top-{k}:"]
     lines += [f"  {rank}. {names[i]:<30s} {p:.3f}" for rank, (i, p) in enumerate(prediction.top(k), start=1)]
@@ -209,10 +200,9 @@ def format_prediction(prediction: Prediction, names: list[str], *, k: int = 5) -
     return "\n".join([*lines, cost])
 
 
-def save_features(prediction: Prediction, path: str | Path) -> Path:
+def save_features(prediction: ClipPrediction, path: str | Path) -> Path:
     """Write the CLS features (D,) float32 as ``.npy``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, prediction.features.numpy().astype(np.float32))
     return path
-

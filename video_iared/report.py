@@ -15,13 +15,17 @@ def _read(path: Path) -> dict[str, Any] | None:
 def _accuracy_rows(dense: dict[str, Any], iared: dict[str, Any]) -> list[str]:
     rows = ["| model | video top-1 | clip top-1 | GFLOPs / view | keep (block-weighted) | clips/s (model) |",
             "|---|---:|---:|---:|---:|---:|"]
-    for name, m in (("TimeSformer (dense)", dense), (f"IA-RED² ({iared.get('decision', 'threshold 0.5')})", iared)):
+    iared_name = f"IA-RED² ({iared.get('decision', 'threshold 0.5')})"
+    for name, m in (("TimeSformer (dense)", dense), (iared_name, iared)):
         rows.append(f"| {name} | {m['video_top1']:.2f} | {m['clip_top1']:.2f} | {m['gflops_per_view']:.4f} "
                     f"| {m['keep_ratio']:.3f} | {m['clips_per_second']:.1f} |")
-    rows.append(f"\nGFLOPs ratio dense / IA-RED²: **{dense['gflops_per_view'] / iared['gflops_per_view']:.2f}×**; "
-                f"measured throughput ratio: **{iared['clips_per_second'] / dense['clips_per_second']:.2f}×**; "
+    gflops_ratio = dense["gflops_per_view"] / iared["gflops_per_view"]
+    speed_ratio = iared["clips_per_second"] / dense["clips_per_second"]
+    views = dense["num_views"] // max(dense["num_videos"], 1)
+    rows.append(f"\nGFLOPs ratio dense / IA-RED²: **{gflops_ratio:.2f}×**; "
+                f"measured throughput ratio: **{speed_ratio:.2f}×**; "
                 f"accuracy change (video top-1): **{iared['video_top1'] - dense['video_top1']:+.2f} points** "
-                f"on {dense['num_videos']} videos × {dense['num_views'] // max(dense['num_videos'], 1)} views.")
+                f"on {dense['num_videos']} videos × {views} views.")
     return rows
 
 

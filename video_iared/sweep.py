@@ -1,10 +1,11 @@
 """The accuracy–GFLOPs frontier: IA-RED² over thresholds and budgets, the training-free baselines at
 matched budgets, and the dense model — one checkpoint, one test set, one harness.
 
-Every point is a full multi-view evaluation (``engine.evaluate``). The test clips are decoded once
-and reused by every point when they fit in ``cache_bytes``. Budgets are cumulative keep ratios per
-group ``[ρ, ρ², ρ³, ...]`` (each group keeps a share ρ of the tokens the previous one left), so random
-and CLS-attention top-k run exactly IA-RED²'s token counts at its group positions.
+Every point is a full multi-view evaluation (``engine.harness`` on an ``engine.session``). The test
+clips are decoded once and reused by every point when they fit in ``cache_bytes``. Budgets are
+cumulative keep ratios per group ``[ρ, ρ², ρ³, ...]`` (each group keeps a share ρ of the tokens the
+previous one left), so random and CLS-attention top-k run exactly IA-RED²'s token counts at its group
+positions.
 """
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from torch import nn
 from video_iared import baselines
 from video_iared.config import Config
 from video_iared.engine import distributed
-from video_iared.engine.evaluate import (Predictor, backbone_of, dataset_metrics, evaluation_session,
-                                         gather_views, group_starts, model_predictor, run_views)
+from video_iared.engine.harness import Predictor, gather_views, model_predictor, run_views
+from video_iared.engine.metrics import dataset_metrics
+from video_iared.engine.session import evaluation_session
+from video_iared.models.iared import backbone_of, group_starts_of
 
 __all__ = ["SweepPoint", "cumulative_budget", "default_group_starts", "method_points", "reduction_within",
            "plot_frontier", "summary_lines", "sweep"]
@@ -52,7 +55,7 @@ def method_points(model: nn.Module, *, thresholds: Sequence[float], keep_ratios:
     """(method, setting, predictor, first block of each reduction step) for every point of the sweep."""
     backbone = backbone_of(model)
     yield "dense", "-", model_predictor(model, decision="none"), []
-    iared = bool(group_starts(model))
+    iared = bool(group_starts_of(model))
     for t in thresholds if iared else ():
         yield ("iared-threshold", f"t={t:g}",
                model_predictor(model, threshold=t, interpreter_heads=interpreter_heads), list(starts))
@@ -60,8 +63,9 @@ def method_points(model: nn.Module, *, thresholds: Sequence[float], keep_ratios:
         budget = cumulative_budget(rho, len(starts))
         setting = f"rho={rho:g}"
         if iared:
-            yield ("iared-budget", setting, model_predictor(model, decision="budget", budget=budget,
-                                                             interpreter_heads=interpreter_heads), list(starts))
+            predict = model_predictor(model, decision="budget", budget=budget,
+                                      interpreter_heads=interpreter_heads)
+            yield "iared-budget", setting, predict, list(starts)
         yield "random", setting, baselines.random_predictor(backbone, starts, budget, seed=seed), list(starts)
         yield "cls-topk", setting, baselines.topk_predictor(backbone, starts, budget), list(starts)
     for r in tome_r:
@@ -85,7 +89,8 @@ def reduction_within(points: Sequence[SweepPoint], points_of_dense: float) -> di
 
 def summary_lines(points: Sequence[SweepPoint]) -> list[str]:
     """The frontier table and the reductions within 0.5 and 1.0 points of dense."""
-    lines = [f"{'method':<16} {'setting':<10} {'GFLOPs':>9} {'video top-1':>12} {'clip top-1':>11} {'keep':>6}"]
+    lines = [f"{'method':<16} {'setting':<10} {'GFLOPs':>9} {'video top-1':>12} {'clip top-1':>11} "
+             f"{'keep':>6}"]
     lines += [f"{p.method:<16} {p.setting:<10} {p.gflops_per_view:>9.4f} {p.video_top1:>12.2f} "
               f"{p.clip_top1:>11.2f} {p.keep_ratio:>6.3f}" for p in points]
     half, one = reduction_within(points, 0.5), reduction_within(points, 1.0)
@@ -134,7 +139,8 @@ def sweep(cfg: Config, checkpoint: str, *, thresholds: Sequence[float] = (0.3, 0
         if cached:
             run.batches = list(run.batches)  # decode once, reuse for every point
         depth = len(backbone_of(run.model).blocks)
-        starts = group_starts(run.model) or list(cfg.model.interpreter_blocks) or default_group_starts(depth)
+        starts = (group_starts_of(run.model) or list(cfg.model.interpreter_blocks)
+                  or default_group_starts(depth))
         points = []
         for method, setting, predict, steps in method_points(
                 run.model, thresholds=thresholds, keep_ratios=keep_ratios, tome_r=tome_r,

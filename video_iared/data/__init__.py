@@ -12,7 +12,8 @@ from .transforms import normalize_on_device
 from .video import FAILURE_KINDS, VideoDecodeError, read_clip
 
 __all__ = [
-    "FAILURE_KINDS", "DatasetInfo", "Failure", "FailureLog", "ImageFolderDataset", "VideoDataset", "VideoDecodeError",
+    "FAILURE_KINDS", "DatasetInfo", "Failure", "FailureLog", "ImageFolderDataset", "VideoDataset",
+    "VideoDecodeError",
     "clip_indices", "load_dataset_info", "mask_sidecar_path", "normalize_on_device", "read_clip",
     "read_list", "temporal_view_positions",
 ]

@@ -58,9 +58,8 @@ def parse_list(list_path: str) -> list[tuple[str, int]]:
                 if not path or label < 0:
                     raise ValueError
             except (ValueError, IndexError):
-                raise ValueError(
-                    f"{list_path}:{number}: expected 'path label' or 'path,label' with a label >= 0, got {line!r}"
-                ) from None
+                raise ValueError(f"{list_path}:{number}: expected 'path label' or 'path,label' with a "
+                                 f"label >= 0, got {line!r}") from None
             items.append((path, label))
     if not items:
         raise ValueError(f"{list_path}: no items")
@@ -151,7 +150,8 @@ class VideoDataset(torch.utils.data.Dataset):
         self.info = load_dataset_info(os.path.dirname(os.path.abspath(list_path)))
         self.split = split
         self.num_frames, self.sampling_rate, self.target_fps = num_frames, sampling_rate, target_fps
-        self.crop_size, self.train_jitter_scales, self.test_scale = crop_size, tuple(train_jitter_scales), test_scale
+        self.crop_size, self.test_scale = crop_size, test_scale
+        self.train_jitter_scales = tuple(train_jitter_scales)
         self.num_ensemble_views, self.num_spatial_crops = num_ensemble_views, num_spatial_crops
         self.flip = (not self.info.flip_sensitive) if flip is None else flip
         if with_masks is None:
@@ -211,11 +211,12 @@ class VideoDataset(torch.utils.data.Dataset):
         decoded = self._decode(path, position)
         height, width = decoded.frames.shape[1:3]
         if train:
-            box = train_crop_box(height, width, crop_size=self.crop_size, jitter_scales=self.train_jitter_scales,
-                                 rng=rng)
+            box = train_crop_box(height, width, crop_size=self.crop_size,
+                                 jitter_scales=self.train_jitter_scales, rng=rng)
             flip = self.flip and bool(rng.random() < 0.5)
         else:
-            box = multi_view_crop_boxes(height, width, crop_size=self.crop_size, num_crops=1, short_side=self.test_scale)[0]
+            box = multi_view_crop_boxes(height, width, crop_size=self.crop_size, num_crops=1,
+                                        short_side=self.test_scale)[0]
             flip = False
         item: dict[str, Any] = {
             "clip": crop_clip(decoded.frames, box, size=self.crop_size, flip=flip),
@@ -229,8 +230,9 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def _decode(self, path: str, position: float) -> DecodedClip:
         def index_fn(num_video_frames: int, fps: float) -> np.ndarray:
-            return clip_indices(num_video_frames, num_frames=self.num_frames, sampling_rate=self.sampling_rate,
-                                position=position, video_fps=fps, target_fps=self.target_fps)
+            return clip_indices(num_video_frames, num_frames=self.num_frames,
+                                sampling_rate=self.sampling_rate, position=position, video_fps=fps,
+                                target_fps=self.target_fps)
 
         return read_clip(path, index_fn, num_threads=self.decode_threads, fault_tol=self.fault_tol)
 
@@ -251,8 +253,9 @@ class VideoDataset(torch.utils.data.Dataset):
             self._cache = (key, decoded)
         decoded = self._cache[1]
         if isinstance(decoded, VideoDecodeError):
-            return torch.zeros(3, self.num_frames, self.crop_size, self.crop_size, dtype=torch.uint8), -1, video, view
+            blank = torch.zeros(3, self.num_frames, self.crop_size, self.crop_size, dtype=torch.uint8)
+            return blank, -1, video, view
         height, width = decoded.frames.shape[1:3]
-        box: Box = multi_view_crop_boxes(height, width, crop_size=self.crop_size, num_crops=self.num_spatial_crops,
-                                   short_side=self.crop_size)[spatial]
+        box: Box = multi_view_crop_boxes(height, width, crop_size=self.crop_size,
+                                         num_crops=self.num_spatial_crops, short_side=self.crop_size)[spatial]
         return crop_clip(decoded.frames, box, size=self.crop_size), label, video, view

@@ -98,17 +98,20 @@ def _trajectory(
         angle = rng.uniform(0, 2 * np.pi)
         span = TRAVEL[kind] * (size - 2 * r0)
         dy, dx = span * np.sin(angle) * (0.5 - t), span * np.cos(angle) * (0.5 - t)
-        room_y, room_x = (size - 2 * r0 - span * abs(np.sin(angle))) / 2, (size - 2 * r0 - span * abs(np.cos(angle))) / 2
+        room_y = (size - 2 * r0 - span * abs(np.sin(angle))) / 2
+        room_x = (size - 2 * r0 - span * abs(np.cos(angle))) / 2
         cy, cx = size / 2 + rng.uniform(-room_y, room_y), size / 2 + rng.uniform(-room_x, room_x)
         return cy + dy, cx + dx, np.full(num_frames, r0)
     if kind in ("changing size", "growing", "shrinking"):
         r = lo + (hi - lo) * (1 - t if kind == "shrinking" else t)
-        return np.full(num_frames, rng.uniform(hi, size - hi)), np.full(num_frames, rng.uniform(hi, size - hi)), r
+        cy, cx = rng.uniform(hi, size - hi), rng.uniform(hi, size - hi)
+        return np.full(num_frames, cy), np.full(num_frames, cx), r
     r0 = rng.uniform(lo, hi)
     r = np.full(num_frames, r0)
     if kind == "circling":
         radius = 0.25 * size
-        centre = rng.uniform(r0 + radius, size - r0 - radius, 2) if size - 2 * (r0 + radius) > 0 else (size / 2,) * 2
+        fits = size - 2 * (r0 + radius) > 0
+        centre = rng.uniform(r0 + radius, size - r0 - radius, 2) if fits else (size / 2,) * 2
         angle = rng.uniform(0, 2 * np.pi) + 1.5 * np.pi * t
         return centre[0] + radius * np.sin(angle), centre[1] + radius * np.cos(angle), r
     along = r0 + (size - 2 * r0) * (1 - t if kind in ("moving left", "moving up") else t)

@@ -45,7 +45,8 @@ def train_crop_box(
     return scaled_crop_box(height, width, short_side=short_side, crop_size=crop_size, top=top, left=left)
 
 
-def multi_view_crop_boxes(height: int, width: int, *, crop_size: int, num_crops: int, short_side: int) -> list[Box]:
+def multi_view_crop_boxes(height: int, width: int, *, crop_size: int, num_crops: int,
+                          short_side: int) -> list[Box]:
     """``num_crops`` boxes spread along the long side: left/centre/right, or top/centre/bottom in
     portrait (official multi-view test: short side = crop size, 3 crops). One crop is centred."""
     positions = [0.5] if num_crops == 1 else np.linspace(0.0, 1.0, num_crops).tolist()
@@ -113,11 +114,12 @@ def crop_masks(masks: np.ndarray | torch.Tensor, box: Box, *, size: int, flip: b
 def normalize_on_device(
     x: torch.Tensor, mean: Sequence[float], std: Sequence[float], *, channel_dim: int = -4
 ) -> torch.Tensor:
-    """uint8 (or float in [0, 255]) -> float ``(x / 255 - mean) / std`` over ``channel_dim`` (-4 for clips ``(..., C, T, H,
-    W)``, -3 for images ``(..., C, H, W)``). Call it after ``.to(device)``: 4x fewer bytes cross the
-    bus and the host workers never touch floats."""
+    """uint8 (or float in [0, 255]) -> float ``(x / 255 - mean) / std`` over ``channel_dim`` (-4 for
+    clips ``(..., C, T, H, W)``, -3 for images ``(..., C, H, W)``). Call it after ``.to(device)``: 4x
+    fewer bytes cross the bus and the host workers never touch floats."""
     if x.shape[channel_dim] != len(mean) or len(mean) != len(std):
-        raise ValueError(f"{len(mean)} means / {len(std)} stds for dim {channel_dim} of shape {tuple(x.shape)}")
+        raise ValueError(f"{len(mean)} means / {len(std)} stds for dim {channel_dim} of shape "
+                         f"{tuple(x.shape)}")
     dtype = x.dtype if x.is_floating_point() else torch.float32
     shape = [len(mean)] + [1] * (-channel_dim - 1)
     mean_t = torch.tensor(mean, dtype=dtype, device=x.device).view(shape)

@@ -17,8 +17,10 @@ from typing import Any, Mapping
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistEnv", "DistributedSetupError", "TORCHRUN_VARS", "detect", "port_for_job", "setup",
-           "teardown", "all_reduce_mean", "all_gather_objects", "barrier"]
+from video_iared.config import ConfigError
+
+__all__ = ["DistEnv", "DistributedSetupError", "TORCHRUN_VARS", "detect", "port_for_job", "resolve_device",
+           "setup", "teardown", "all_reduce_mean", "all_gather_objects", "barrier"]
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -96,8 +98,16 @@ def detect(environ: Mapping[str, str] | None = None) -> DistEnv:
     if int(environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1:
         raise DistributedSetupError(
             f"srun started {environ['SLURM_STEP_NUM_TASKS']} tasks without submitit or torchrun: each would "
-            "train alone into the same output_dir; submit with slurm/submit.py (or torchrun, one task per node)")
+            "train alone into the same output_dir; submit with slurm/submit.py (or torchrun, one task per "
+            "node)")
     return DistEnv()
+
+
+def resolve_device(name: str) -> torch.device:
+    """``run.device``: ``auto`` is CUDA when available, else CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("run.device=cuda but no CUDA device is visible")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
 def setup(env: DistEnv, device: torch.device) -> None:

@@ -24,6 +24,8 @@ NO_DECAY_NAMES = ("cls_token", "pos_embed", "time_embed")
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Trainable parameters split into a decayed group and an undecayed one (1-D tensors: norms,
     biases; and the learned embeddings)."""
+    # Not timm.optim.param_groups_weight_decay: it puts the undecayed group first and returns one group at
+    # weight_decay 0 (the interpreters stage), so checkpointed optimiser states would no longer resume.
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -68,6 +70,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig,
     """A per-step ``LambdaLR`` following :func:`lr_factor` (its state is just the step count)."""
     if steps_per_epoch < 1:
         raise ConfigError("an epoch must hold at least one optimiser step; lower data.batch_size, "
-                         "optim.accum_steps or the number of processes")
+                          "optim.accum_steps or the number of processes")
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, functools.partial(lr_factor, steps_per_epoch=steps_per_epoch, cfg=cfg))

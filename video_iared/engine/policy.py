@@ -3,7 +3,8 @@
 The interpreters are trained with REINFORCE: each sampled keep/drop rollout earns R = 1 - c² when
 the prediction is correct and -tau when it is wrong, where c is the block-weighted share of tokens
 kept (the paper's cost proxy). A baseline b (running mean of R, the self-critical reward of the
-greedy threshold rollout, or the mean reward of the clip's other sampled rollouts) reduces the gradient's variance without biasing it.
+greedy threshold rollout, or the mean reward of the clip's other sampled rollouts) reduces the
+gradient's variance without biasing it.
 """
 from __future__ import annotations
 

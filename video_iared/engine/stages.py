@@ -68,7 +68,8 @@ def set_trainable(model: nn.Module, stage: str) -> None:
         param.requires_grad_(is_interpreter if stage == "interpreters" else not is_interpreter)
 
 
-def forward(model: nn.Module, clips: torch.Tensor, *, decision: str, active_groups: int | None = None) -> IARedOutput:
+def forward(model: nn.Module, clips: torch.Tensor, *, decision: str,
+            active_groups: int | None = None) -> IARedOutput:
     """The IA-RED2 model's output (logits and one :class:`GroupDecision` per group) with the first
     ``active_groups`` interpreters deciding and the later ones keeping every token."""
     return model(clips, decision=decision, active_groups=active_groups)
@@ -97,7 +98,8 @@ def backbone_loss(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor, l
 
 
 def finetune_loss(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor, label_smoothing: float,
-                  info: StageInfo, decision: str = "threshold") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                  info: StageInfo,
+                  decision: str = "threshold") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Cross-entropy of the backbone on the tokens the fixed interpreters keep under ``decision``
     (``threshold``; ``budget``: the model's ``budgets``)."""
     out = forward(model, clips, decision=decision)
@@ -114,7 +116,8 @@ def _keep_stats(counts: torch.Tensor, info: StageInfo) -> dict[str, torch.Tensor
 
 def interpreter_loss(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor, *, active: int,
                      info: StageInfo, wrong_penalty: float, baseline_kind: str,
-                     running: policy.RunningMean, rollouts: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                     running: policy.RunningMean,
+                     rollouts: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """REINFORCE on ``rollouts`` sampled rollouts per clip of the first ``active`` groups.
 
     Baseline ``running_mean``: the running mean of the (all-process) batch reward; ``greedy``: the
@@ -133,7 +136,8 @@ def interpreter_loss(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor
         with torch.no_grad():
             greedy = forward(model, clips, decision="threshold", active_groups=active)
             greedy_share = policy.keep_share(kept_counts(greedy), info.num_tokens, info.spans, info.depth)
-            base = policy.reward(greedy.logits.argmax(-1) == labels, greedy_share, wrong_penalty).repeat(rollouts)
+            greedy_reward = policy.reward(greedy.logits.argmax(-1) == labels, greedy_share, wrong_penalty)
+            base = greedy_reward.repeat(rollouts)
     elif baseline_kind == "leave_one_out":
         base = policy.leave_one_out_baseline(rewards.view(rollouts, batch)).flatten()
     else:

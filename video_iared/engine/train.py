@@ -31,6 +31,7 @@ from video_iared.data.files import atomic_write_text
 from video_iared.data.transforms import normalize_on_device
 from video_iared.flops import shape_of
 from video_iared.models.build import build_model, set_decision
+from video_iared.models.iared import backbone_of
 from video_iared.models.registry import model_defaults
 
 from . import checkpoint as ckpt
@@ -43,14 +44,7 @@ from .stages import (backbone_loss, check_stage, finetune_loss, interpreter_loss
                      stage_info)
 from .validate import validate
 
-__all__ = ["train", "resolve_device", "check_config"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: CUDA when available, else CPU."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("run.device=cuda but no CUDA device is visible")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+__all__ = ["train", "check_config"]
 
 
 def check_config(cfg: Config, device: torch.device) -> None:
@@ -92,8 +86,8 @@ class _Trainer:
         self.model = build_model(cfg.model).to(device)
         set_decision(self.model, cfg.iared)  # the deployed decision, for fine-tuning and validation
         self.spec = input_spec(cfg)
-        self.shape = shape_of(self.model)
-        self.info = stage_info(cfg, self.shape.depth, self.shape.num_frames * self.shape.num_patches)
+        shape = shape_of(backbone_of(self.model))
+        self.info = stage_info(cfg, shape.depth, shape.num_frames * shape.num_patches)
         set_trainable(self.model, self.stage)
         self.ema = None
         if cfg.optim.ema_decay:
@@ -148,16 +142,16 @@ class _Trainer:
         state = ckpt.load_checkpoint(path)
         if state["stage"] != self.stage:
             raise ConfigError(f"{path} is a {state['stage']} checkpoint but iared.stage={self.stage}; "
-                             "start a new stage in a new output_dir with model.weights pointing at it")
+                              "start a new stage in a new output_dir with model.weights pointing at it")
         same_world = state["world_size"] == self.env.world_size
         if state["step_in_epoch"] and not same_world:
             raise ConfigError(f"{path} was written mid-epoch by {state['world_size']} processes; resume it "
-                             f"with the same number (got {self.env.world_size}) or from an epoch end")
+                              f"with the same number (got {self.env.world_size}) or from an epoch end")
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as err:
-            raise ConfigError(f"{path} holds a different model than this config builds ({self.cfg.model.name}, "
-                              f"{self.cfg.model.num_classes} classes, interpreters "
+            raise ConfigError(f"{path} holds a different model than this config builds "
+                              f"({self.cfg.model.name}, {self.cfg.model.num_classes} classes, interpreters "
                               f"{self.cfg.model.interpreter_blocks}); run.output_dir belongs to another run: "
                               f"choose a new output_dir (or run.resume=<path> of a matching checkpoint).\n"
                               f"{err}") from err
@@ -286,9 +280,7 @@ class _Trainer:
         metrics: dict[str, float] = {}
         for prefix, model in models.items():
             result = validate(model, self.val_loader, spec=self.spec, device=self.device,
-                              autocast=self._autocast, info=self.info, active=active, shape=self.shape,
-                              group_starts=list(self.cfg.model.interpreter_blocks),
-                              interpreter_heads=self.cfg.model.interpreter_heads,
+                              autocast=self._autocast, info=self.info, active=active,
                               decision=self.cfg.iared.decision, rank=self.env.rank,
                               world_size=self.env.world_size)
             metrics.update({prefix + key: value for key, value in result.items()})
@@ -326,7 +318,7 @@ def train(cfg: Config) -> dict[str, Any]:
     Distributed setup comes from the environment (torchrun, submitit/SLURM, or a single process).
     """
     env = distributed.detect()
-    device = resolve_device(cfg.run.device)
+    device = distributed.resolve_device(cfg.run.device)
     check_config(cfg, device)
     owns_group = not torch.distributed.is_initialized()
     distributed.setup(env, device)

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from video_iared.data.transforms import normalize_on_device
-from video_iared.flops import VitShape, model_macs
+from video_iared.models.cost import forward_macs
 
 from . import distributed, policy
 from .datasets import InputSpec
@@ -26,7 +26,6 @@ __all__ = ["validate"]
 @torch.no_grad()
 def validate(model: nn.Module, loader: DataLoader, *, spec: InputSpec, device: torch.device,
              autocast: Callable[[], AbstractContextManager], info: StageInfo, active: int,
-             shape: VitShape, group_starts: list[int], interpreter_heads: int,
              decision: str = "threshold", rank: int = 0, world_size: int = 1) -> dict[str, float]:
     """``top1`` (%), and with interpreters ``keep`` (block-weighted), ``keep_g*`` and ``gflops``, under
     the interpreters' ``decision`` (``threshold`` | ``budget`` | ``none``)."""
@@ -48,12 +47,7 @@ def validate(model: nn.Module, loader: DataLoader, *, spec: InputSpec, device: t
                 logits = dense_logits(model, clips, info)
         sums[0] += valid.sum()
         sums[1] += ((logits.argmax(-1) == labels).cpu() & valid).sum()
-        if info.num_groups:
-            masks = [group.keep.cpu() for group in out.groups]
-            macs = model_macs(shape, group_starts=group_starts, group_keep=masks,
-                              interpreter_heads=interpreter_heads)
-        else:
-            macs = model_macs(shape, batch=size)
+        macs = forward_macs(model, clips, [group.keep for group in out.groups] if info.num_groups else [])
         sums[2] += macs[valid].sum()
         if info.num_groups:
             sums[3:] += kept_counts(out).cpu().double()[valid].sum(0)

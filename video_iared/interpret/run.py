@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, Subset
 from video_iared.data.kinetics import mask_sidecar_path
 from video_iared.data.transforms import normalize_on_device
 from video_iared.engine.datasets import build_dataset
-from video_iared.predict import LoadedModel, backbone_of, read_video, run_iared
+from video_iared.models.iared import backbone_of
+from video_iared.predict import LoadedModel, read_video, run_iared
 
 from .heatmaps import attention_maps, interpreter_maps, random_map
 from .imagenet_seg import ImageNetSegmentation
@@ -146,4 +147,3 @@ def write_results(results: dict[str, dict[str, float]], out_dir: str | Path) -> 
     json_path.write_text(json.dumps(results, indent=2))
     table_path.write_text(format_table(results) + "\n")
     return json_path, table_path
-

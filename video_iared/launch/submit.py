@@ -184,4 +184,3 @@ def cluster_options(args: argparse.Namespace, name: str) -> ClusterOptions:
         cpus_per_task=args.cpus_per_task, mem_per_gpu_gb=args.mem_per_gpu, partition=args.partition,
         time_min=args.time, account=args.account, qos=args.qos, constraint=args.constraint,
         max_requeues=args.max_requeues, local=args.local, name=name)
-

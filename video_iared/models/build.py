@@ -40,7 +40,11 @@ def build_model(cfg: ModelConfig, load: bool = True) -> nn.Module:
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     if cfg.interpreter_blocks:
-        model = IARed(model, group_starts=cfg.interpreter_blocks, interpreter_heads=cfg.interpreter_heads)
+        try:
+            model = IARed(model, group_starts=cfg.interpreter_blocks, interpreter_heads=cfg.interpreter_heads)
+        except ValueError as err:  # positions beyond the depth, heads that do not divide the width
+            raise ConfigError(f"model.interpreter_blocks / interpreter_heads do not fit "
+                              f"model.name={cfg.name}: {err}") from err
     if load and cfg.weights:
         log.info("%s", load_weights(model, cfg.weights))
     return model

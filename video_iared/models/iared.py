@@ -129,9 +129,19 @@ class IARed(nn.Module):
 
     def _scores(self, group: int, state: TokenState) -> Tensor:
         """(B, N*T) interpreter scores of the present tokens, 0 for absent ones."""
-        tokens = state.rows_by_query.gather(state.patches)            # (Q, L, D), zero where absent
+        tokens = state.rows_by_query.gather(state.patches)            # (Q, L, D); absent slots dropped
         return state.token_map(self.interpreters[group](state.cls, tokens))
 
     @staticmethod
     def _frames_first(tokens: Tensor, frames: int) -> Tensor:
         return rearrange(tokens, "b (n t) -> b t n", t=frames)
+
+
+def backbone_of(model: nn.Module) -> nn.Module:
+    """The backbone inside an IA-RED² model (the model itself when it has no interpreters)."""
+    return getattr(model, "backbone", model)
+
+
+def group_starts_of(model: nn.Module) -> list[int]:
+    """First block of each interpreter group (none for a dense model)."""
+    return list(getattr(model, "group_starts", []))

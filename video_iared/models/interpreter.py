@@ -64,11 +64,12 @@ class MultiHeadInterpreter(nn.Module):
                 state_dict[prefix + "qk." + name] = qkv[: 2 * self.dim]
 
     def forward(self, cls: Tensor, tokens: Tensor) -> Tensor:
-        """cls (Q, D) query rows, tokens (Q, L, D) the patch tokens each one scores (zero rows for
-        absent tokens: the affine-free LayerNorm keeps them zero) -> (Q, L) scores."""
+        """cls (Q, D) query rows, tokens (Q, L, D) the patch tokens each one scores -> (Q, L) scores
+        (the caller discards those of padding slots)."""
         weight, bias = self.qk.weight, self.qk.bias
         dim, heads = self.dim, self.num_heads
-        q = F.linear(F.layer_norm(cls, (dim,), eps=self.eps), weight[:dim], None if bias is None else bias[:dim])
+        q = F.layer_norm(cls, (dim,), eps=self.eps)
+        q = F.linear(q, weight[:dim], None if bias is None else bias[:dim])
         q = rearrange(q * self.scale, "q (h d) -> h q d", h=heads)
         folded = torch.bmm(q, rearrange(weight[dim:], "(h d) c -> h d c", h=heads))   # (h, Q, D): W_kᵀ q
         logits = torch.bmm(F.layer_norm(tokens, (dim,), eps=self.eps), rearrange(folded, "h q c -> q c h"))

@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
-from timm.layers import Mlp, trunc_normal_
+from timm.layers import Mlp, resample_abs_pos_embed, trunc_normal_
 from torch import Tensor, nn
 
 from .layers import Attention, PatchEmbed, SampleDropPath, run_blocks
@@ -26,6 +26,12 @@ from .tokens import TokenLayout, TokenState
 
 AttentionType = Literal["divided_space_time", "joint_space_time", "space_only"]
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
+
+
+def resize_time_embed(time_embed: Tensor, frames: int) -> Tensor:
+    """[1, T0, D] -> [1, T, D] by nearest interpolation (the official inference-time rule)."""
+    # timm's resample_abs_pos_embed (used for pos_embed) resizes a 2-D grid; this is a 1-D sequence
+    return F.interpolate(time_embed.transpose(1, 2), size=frames, mode="nearest").transpose(1, 2)
 
 
 class Block(nn.Module):
@@ -113,7 +119,8 @@ class TimeSformer(nn.Module):
 
         0.02 was set for width 768; from scratch at width 96 each linear map shrinks its input ~3x more
         (gain 0.02 * sqrt(96) vs 0.02 * sqrt(768)), and the tiny model sat at chance for 460-605 steps
-        before it learnt to compare frames. The tiny configs use ~1/sqrt(width) (README, The synthetic dataset)."""
+        before it learnt to compare frames. The tiny configs use ~1/sqrt(width) (README, The synthetic
+        dataset)."""
         trunc_normal_(self.pos_embed, std=std)
         trunc_normal_(self.cls_token, std=std)
         for module in self.modules():
@@ -151,16 +158,15 @@ class TimeSformer(nn.Module):
         batch, frames, height, width, _ = x.shape
         pos = self.pos_embed
         if (height, width) != (self.grid_size, self.grid_size):
-            grid = rearrange(pos[:, 1:], "1 (h w) d -> 1 d h w", h=self.grid_size)
-            grid = F.interpolate(grid, size=(height, width), mode="nearest")
-            pos = torch.cat([pos[:, :1], rearrange(grid, "1 d h w -> 1 (h w) d")], dim=1)
+            pos = resample_abs_pos_embed(pos, [height, width], num_prefix_tokens=1, interpolation="nearest",
+                                         antialias=False)
         num_cls = batch * frames if self.attention_type == "space_only" else batch  # space-only: per frame
         cls = self.pos_drop((self.cls_token[:, 0] + pos[:, 0]).expand(num_cls, -1))
         patches = self.pos_drop(rearrange(x, "b t h w d -> b (h w) t d") + pos[:, 1:, None])
         if self.attention_type != "space_only":
             time = self.time_embed
             if frames != time.shape[1]:
-                time = F.interpolate(time.transpose(1, 2), size=frames, mode="nearest").transpose(1, 2)
+                time = resize_time_embed(time, frames)
             patches = self.time_drop(patches + time[:, None])
         layout = TokenLayout(batch, frames, height * width, x.device)
         return TokenState(cls, rearrange(patches, "b n t d -> (b n t) d"), layout)

@@ -35,9 +35,9 @@ class SequencePlan:
     """Rows ``(R, C)`` laid out as ``count`` sequences of ``length`` slots; attention stays inside each.
 
     ``slot`` (R,): every row's position in the flattened ``(count*length)`` grid; ``None`` when the
-    rows already are the grid (a free view). ``source`` (count*length,): the row each slot reads, set
-    when the grid has no padding (a permutation: one gather). ``mask`` (count, 1, 1, length) bool is
-    ``True`` for the keys attention may use (an SDPA mask); ``None`` when every slot is one.
+    rows already are the grid (a free view). ``source`` (count*length,): the row each slot reads
+    (:func:`slot_sources`). ``mask`` (count, 1, 1, length) bool is ``True`` for the keys attention may
+    use (an SDPA mask); ``None`` when every slot is one.
     """
 
     count: int
@@ -54,24 +54,34 @@ class SequencePlan:
             return None
         if dtype not in self._biases:
             width = -(-self.length // BIAS_ALIGN) * BIAS_ALIGN
-            bias = torch.zeros(self.count, 1, 1, width, dtype=dtype, device=self.mask.device)[..., : self.length]
+            bias = torch.zeros(self.count, 1, 1, width, dtype=dtype, device=self.mask.device)
+            bias = bias[..., : self.length]
             self._biases[dtype] = bias.masked_fill_(~self.mask, float("-inf"))
         return self._biases[dtype]
 
     def gather(self, rows: Tensor) -> Tensor:
-        """(R, C) -> (G, L, C); padding slots hold zeros (finite values: masked keys get weight 0)."""
+        """(R, C) -> (G, L, C): one gather; padding slots hold copies of real rows (finite values:
+        masked out as keys, their outputs dropped by :meth:`scatter`)."""
         shape = (self.count, self.length, rows.shape[-1])
         if self.slot is None:
             return rows.view(shape)
-        if self.source is not None:
-            return rows.index_select(0, self.source).view(shape)
-        grid = rows.new_zeros(self.count * self.length, rows.shape[-1])
-        return grid.index_copy_(0, self.slot, rows).view(shape)
+        if rows.shape[0] == 0:   # every token dropped: nothing to copy
+            return rows.new_zeros(shape)
+        return rows.index_select(0, self.source).view(shape)
 
     def scatter(self, grid: Tensor) -> Tensor:
         """(G, L, C) -> (R, C), dropping the padding slots (inverse of :meth:`gather`)."""
         flat = grid.reshape(self.count * self.length, grid.shape[-1])
         return flat if self.slot is None else flat.index_select(0, self.slot)
+
+
+def slot_sources(slot: Tensor, slots: int) -> Tensor:
+    """(slots,) the row each grid slot reads: its own row, and for a padding slot any real row
+    (``i mod R``), so the grid is one gather of finite values rather than a zero fill plus a copy.
+    Gradients at padding are exactly zero (masked keys, dropped outputs), so the copies change nothing."""
+    rows = torch.arange(slot.numel(), device=slot.device)
+    source = torch.arange(slots, device=slot.device) % max(slot.numel(), 1)
+    return source.index_copy_(0, slot, rows)
 
 
 def sequence_plan(slot: Tensor | None, count: int, length: int, keys: Tensor | None = None,
@@ -85,15 +95,14 @@ def sequence_plan(slot: Tensor | None, count: int, length: int, keys: Tensor | N
     """
     slots = count * length
     rows = slots if slot is None else slot.numel()
-    source = None
-    if slot is not None and rows == slots:
-        source = torch.empty_like(slot).index_copy_(0, slot, torch.arange(rows, device=slot.device))
+    source = None if slot is None else slot_sources(slot, slots)
     if (rows == slots and keys is None) or not masked:
         return SequencePlan(count, length, slot, source, None)
     device = slot.device if slot is not None else keys.device
     real = torch.ones(rows, dtype=torch.bool, device=device) if keys is None else keys
-    grid = real if slot is None else torch.zeros(slots, dtype=torch.bool, device=device).index_copy(0, slot, real)
-    grid = grid.view(count, length)
+    if slot is not None:
+        real = torch.zeros(slots, dtype=torch.bool, device=device).index_copy(0, slot, real)
+    grid = real.view(count, length)
     if fill_empty:
         grid = grid | ~grid.any(1, keepdim=True)
     return SequencePlan(count, length, slot, source, grid.view(count, 1, 1, length))
@@ -133,7 +142,9 @@ class TokenLayout:
     ``index`` (M,) are the flat positions ``b*N*T + n*T + t`` of the present tokens, increasing;
     ``None`` means every token is present (the dense model). ``counts`` (B,) are the present tokens of
     each sample, ``longest`` their maximum (a host int) and ``uniform`` says every sample has
-    ``longest`` (budget decisions); ``present`` (B, N*T) bool is the keep mask behind ``index``.
+    ``longest`` (budget decisions); ``longest_frame`` is the most tokens any frame kept, when known
+    (data-dependent decisions read it with the count); ``present`` (B, N*T) bool is the keep mask
+    behind ``index``.
     ``visible`` (M,) bool marks the rows attention may use as keys
     (``None``: all); only the masking baseline (:meth:`hide`) sets it. Plans are computed on first use
     and cached, so all blocks between two interpreters share them.
@@ -147,6 +158,7 @@ class TokenLayout:
     counts: Tensor | None = None
     longest: int | None = None
     uniform: bool = True
+    longest_frame: int | None = None
     present: Tensor | None = None
     visible: Tensor | None = None
 
@@ -203,8 +215,11 @@ class TokenLayout:
         if self.index is not None:
             keep = keep & self.present
         counts = keep.sum(1)
+        longest_frame = None
         if per_sample is None:   # the one host read of a data-dependent decision
-            total, longest = torch.stack([counts.sum(), counts.max()]).tolist()
+            per_frame = rearrange(keep, "b (n t) -> b n t", t=self.frames).sum(1)
+            sizes = torch.stack([counts.sum(), counts.max(), per_frame.max()])
+            total, longest, longest_frame = sizes.tolist()
             uniform = False
         else:
             total, longest, uniform = per_sample * self.batch, per_sample, True
@@ -212,7 +227,7 @@ class TokenLayout:
         rows = index if self.index is None else self._row_of_position.index_select(0, index)
         visible = None if self.visible is None else self.visible.index_select(0, rows)
         layout = TokenLayout(self.batch, self.frames, self.locations, self.device, index, counts,
-                             longest, uniform, keep, visible)
+                             longest, uniform, longest_frame, keep, visible)
         return layout, rows
 
     def hide(self, keep: Tensor) -> TokenLayout:
@@ -223,7 +238,7 @@ class TokenLayout:
         if self.visible is not None:
             visible = visible & self.visible
         return TokenLayout(self.batch, self.frames, self.locations, self.device, self.index, self.counts,
-                           self.longest, self.uniform, self.present, visible)
+                           self.longest, self.uniform, self.longest_frame, self.present, visible)
 
     def _keys(self, num_cls: int) -> Tensor | None:
         """(num_cls + M,) key flags of the rows ``[CLS rows, patches]``; ``None``: every row is a key."""
@@ -242,21 +257,34 @@ class TokenLayout:
             return sequence_plan(self.index, count, self.frames, self._keys(0), fill_empty=True)
         keys = self.present.view(count, self.frames)
         keys = keys | ~keys.any(1, keepdim=True)
-        return SequencePlan(count, self.frames, self.index, None, keys.view(count, 1, 1, self.frames))
+        return SequencePlan(count, self.frames, self.index, slot_sources(self.index, count * self.frames),
+                            keys.view(count, 1, 1, self.frames))
 
     @cached_property
     def frame_sequences(self) -> SequencePlan:
-        """Rows ``[B*T CLS rows, M patches]`` by (sample, frame): ``N + 1`` slots, CLS in slot 0, each
-        patch at ``1 + location`` (divided and space-only attention's spatial step)."""
-        length, count = self.locations + 1, self.batch * self.frames
+        """Rows ``[B*T CLS rows, M patches]`` by (sample, frame), CLS in slot 0 (divided and space-only
+        attention's spatial step): ``N + 1`` slots with each patch at ``1 + location``; or, when the
+        most tokens a frame kept is known (data-dependent decisions), that count rounded up to a
+        multiple of ``LENGTH_STEP``, with each frame's tokens packed after its CLS."""
+        count, grid = self.batch * self.frames, self.locations + 1
+        length = grid
+        if self.longest_frame is not None:
+            length = 1 + round_up(self.longest_frame, LENGTH_STEP, grid - 1)
         cls = torch.arange(count, device=self.device) * length
-        patches = (self.sample * self.frames + self.frame) * length + 1 + self.location
-        slot = torch.cat([cls, patches])
         if self.index is None or self.visible is not None:
-            return sequence_plan(slot, count, length, self._keys(count))
-        present = rearrange(self.present, "b (n t) -> b t n", t=self.frames)
-        keys = torch.cat([present.new_ones(self.batch, self.frames, 1), present], 2)   # CLS copy first
-        return SequencePlan(count, length, slot, None, keys.view(count, 1, 1, length))
+            patches = (self.sample * self.frames + self.frame) * grid + 1 + self.location
+            return sequence_plan(torch.cat([cls, patches]), count, grid, self._keys(count))
+        present = rearrange(self.present, "b (n t) -> b t n", t=self.frames)     # (B, T, N)
+        if length == grid:   # at its location
+            position = self.location
+            keys = torch.cat([present.new_ones(self.batch, self.frames, 1), present], 2)
+        else:                # packed: rank among the frame's present tokens
+            rank = rearrange(present.cumsum(2) - 1, "b t n -> (b n t)")
+            position = rank.index_select(0, self.flat)
+            keys = torch.arange(length, device=self.device) <= present.sum(2, keepdim=True)   # CLS + kept
+        slot = torch.cat([cls, (self.sample * self.frames + self.frame) * length + 1 + position])
+        source = slot_sources(slot, count * length)
+        return SequencePlan(count, length, slot, source, keys.view(count, 1, 1, length))
 
     @cached_property
     def sample_with_cls(self) -> Tensor:
@@ -276,20 +304,23 @@ class TokenLayout:
         else:
             length = 1 + round_up(self.longest, LENGTH_STEP, total)
         cls = torch.arange(self.batch, device=self.device) * length
-        if self.index is None:
-            rank = self.flat % total
+        rows = torch.arange(self.num_rows, device=self.device)
+        if self.index is None or self.uniform:   # row m: sample m // per, rank m % per
+            patches = rows + rows // (length - 1) + 1
         else:
             first = self.counts.cumsum(0) - self.counts          # first row of every sample
-            rank = torch.arange(self.num_rows, device=self.device) - first.index_select(0, self.sample)
-        patches = self.sample * length + 1 + rank
+            patches = self.sample * length + 1 + rows - first.index_select(0, self.sample)
         return sequence_plan(torch.cat([cls, patches]), self.batch, length, self._keys(self.batch))
 
     def query_sequences(self, cls_per_sample: int) -> SequencePlan:
         """Patch rows by the CLS row that queries them (interpreters, CLS-attention scores): one
         sequence of ``N*T`` slots per sample (the dense layout), or, with a CLS per frame, one of
-        ``N`` slots per frame. Padding is zero and unmasked: callers drop it."""
+        ``N`` slots per frame. Padding is unmasked: callers drop its values (:meth:`TokenState.token_map`)."""
         if cls_per_sample == 1:
-            return SequencePlan(self.batch, self.tokens_per_sample, self.index)
+            if self.index is None:
+                return SequencePlan(self.batch, self.tokens_per_sample)
+            return SequencePlan(self.batch, self.tokens_per_sample, self.index,
+                                slot_sources(self.index, self.batch * self.tokens_per_sample))
         slot = (self.sample * self.frames + self.frame) * self.locations + self.location
         return sequence_plan(slot, self.batch * self.frames, self.locations, masked=False)
 

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
+from timm.layers import resample_abs_pos_embed
 from torch import Tensor, nn
+
+from .iared import backbone_of
+from .timesformer import resize_time_embed
 
 StateDict = dict[str, Tensor]
 
@@ -105,19 +107,6 @@ def inflate_image_weights(state: StateDict, model_state: StateDict) -> tuple[Sta
     return state, inflated
 
 
-def resize_pos_embed(pos_embed: Tensor, grid: tuple[int, int]) -> Tensor:
-    """[1, 1+n*n, D] -> [1, 1+h*w, D], nearest interpolation of the square grid (CLS entry kept)."""
-    side = int(round((pos_embed.shape[1] - 1) ** 0.5))
-    patches = rearrange(pos_embed[:, 1:], "1 (h w) d -> 1 d h w", h=side)
-    patches = F.interpolate(patches, size=grid, mode="nearest")
-    return torch.cat([pos_embed[:, :1], rearrange(patches, "1 d h w -> 1 (h w) d")], dim=1)
-
-
-def resize_time_embed(time_embed: Tensor, frames: int) -> Tensor:
-    """[1, T0, D] -> [1, T, D] by nearest interpolation (the official inference-time rule)."""
-    return F.interpolate(time_embed.transpose(1, 2), size=frames, mode="nearest").transpose(1, 2)
-
-
 def _fit_to_model(state: StateDict, model_state: StateDict, report: LoadReport) -> StateDict:
     """Resize embeddings and drop a head of another class count (it stays at its initialisation)."""
     state = dict(state)
@@ -129,9 +118,10 @@ def _fit_to_model(state: StateDict, model_state: StateDict, report: LoadReport) 
         if key in state and key in model_state and state[key].shape != model_state[key].shape \
                 and state[key].shape[-1] == model_state[key].shape[-1]:
             target = model_state[key].shape[1]
-            if key == "pos_embed":
+            if key == "pos_embed":  # the square grid, nearest (the official rule), CLS entry kept
                 side = int(round((target - 1) ** 0.5))
-                state[key] = resize_pos_embed(state[key], (side, side))
+                state[key] = resample_abs_pos_embed(state[key], [side, side], num_prefix_tokens=1,
+                                                    interpolation="nearest", antialias=False)
             else:
                 state[key] = resize_time_embed(state[key], target)
             report.resized.append(key)
@@ -154,8 +144,8 @@ def load_weights(model: nn.Module, checkpoint: str | Path | Mapping, strict: boo
     raw = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
     state, source = extract_state_dict(raw)
     target, extra_missing = model, []
-    backbone = getattr(model, "backbone", None)
-    if isinstance(backbone, nn.Module) and not any(k.startswith("backbone.") for k in state):
+    backbone = backbone_of(model)
+    if backbone is not model and not any(k.startswith("backbone.") for k in state):
         target = backbone
         extra_missing = [k for k in model.state_dict() if not k.startswith("backbone.")]
     model_state = target.state_dict()
