@@ -136,23 +136,23 @@ def build_rows(backbone: nn.Module, starts: list[int], bench: Bench, calibration
     dense = gflops(forward_macs(backbone, calibration))
     rows = [Row("dense", dense, backbone, backbone, backbone)]
 
-    def iared_row(name: str, **decision) -> Row:
-        with torch.inference_mode(), bench.autocast():
-            out = iared(calibration, **decision)
-        macs = forward_macs(iared, calibration, [g.keep for g in out.groups])
-
+    def iared_row(name: str, decision: str, budget: list[float]) -> Row:
         def forward(x: Tensor) -> Tensor:
-            return iared(x, **decision).logits
+            iared.budgets = budget      # one model, each row its own budget
+            return iared(x, decision=decision).logits
+
+        iared.budgets = budget
+        with torch.inference_mode(), bench.autocast():
+            out = iared(calibration, decision=decision)
+        macs = forward_macs(iared, calibration, [g.keep for g in out.groups])
         return Row(f"IA-RED2 {name}", gflops(macs), forward, forward, iared)
 
     for name, budget in BUDGETS.items():
-        iared.budgets = budget
-        rows.append(iared_row(name, decision="budget"))
-    iared.budgets = BUDGETS["budget .7/.5/.3"]
+        rows.append(iared_row(name, "budget", budget))
     with torch.inference_mode(), bench.autocast():
         scores = iared(calibration, decision="none").groups[0].scores
     iared.threshold = scores.float().quantile(0.3).item()       # ~70 % kept at each interpreter
-    rows.append(iared_row("threshold", decision="threshold"))
+    rows.append(iared_row("threshold", "threshold", BUDGETS["budget .7/.5/.3"]))
 
     counts = baselines.budget_counts(BUDGETS["budget .7/.5/.3"], num_tokens)
     with torch.inference_mode():
