@@ -8,7 +8,7 @@ DST_DIR, keeping the folder layout (x.webm -> x.mp4). Mask sidecars (x.masks.npz
 
 Resumable: a video is written to a temporary name and renamed when complete, and finished videos are
 skipped, so a killed or requeued run picks up where it stopped. A short keyframe interval (--gop)
-makes the loader's random access cheaper (docs/data.md has the figures) for a slightly larger file.
+makes the loader's random access cheaper (docs/results.md, Loader speed) for a slightly larger file.
 Unreadable sources are listed at the end (path<TAB>reason) and produce no output.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Submit the training engine, unchanged, to SLURM through submitit (see docs/slurm.md).
+"""Submit the training engine, unchanged, to SLURM through submitit (docs/design.md, SLURM).
 
     python slurm/submit.py --config configs/k400/timesformer_base_8x224.yaml \\
         --nodes 2 --gpus-per-node 8 --cpus-per-task 10 --partition gpu --time 4320 \\

@@ -119,16 +119,16 @@ def padding_macs(model: IARed, x: torch.Tensor, keep: list[torch.Tensor]) -> int
 
 
 def keep_patterns(frames: int) -> dict[str, list[torch.Tensor]]:
-    """Keep patterns (B, T, N) for two groups. 'all' and 'even' (one sample) fill every length bucket
-    exactly; 'random' (one sample) pads frames 0 and 1 into one bucket (divided, space-only); 'batch'
-    (three samples) pads samples 0 and 1 into one bucket for every attention type."""
+    """Keep patterns (B, T, N) for two groups: 'all' keeps every token (no padding); 'even' (one sample)
+    the same locations in every frame; 'random' (one sample) has an empty frame; 'batch' (three samples)
+    keeps different counts per sample, and sample 2 loses every token."""
     gen = torch.Generator().manual_seed(7)
     even = torch.zeros(1, frames, N, dtype=torch.bool)
     even[..., ::2] = True                                     # same locations in every frame
     random = torch.rand(1, frames, N, generator=gen) < 0.6
     random[0, 0] = torch.arange(N) < 11
     if frames > 1:
-        random[0, 1] = torch.arange(N) < 10                   # 11 and 10 tokens + CLS: one bucket
+        random[0, 1] = torch.arange(N) < 10                   # 11 and 10 tokens
         random[0, -1] = False                                 # a frame without tokens
     batch = torch.rand(3, frames, N, generator=gen) < 0.5
     batch[0], batch[1] = True, True

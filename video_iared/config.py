@@ -2,7 +2,7 @@
 
 Every section is a dataclass, so a misspelled key fails at load time naming the key and the nearest
 valid one (DINOv2-style layering, without a global config read by constructors: only
-``models.build``, ``data.build`` and the engine read it). The resolved config is saved in each run's
+``models.build`` and the engine read it). The resolved config is saved in each run's
 output directory as ``config.yaml``.
 
 A partial file (a stage recipe without a model) names the config it is layered on with

@@ -1,6 +1,6 @@
 """Single-video inference: load any checkpoint, read one clip, and report classes, cost and features.
 
-What users of the official TimeSformer keep asking for (REFERENCE.md): classify one video, extract its
+What users of the official TimeSformer keep asking for: classify one video, extract its
 CLS features, and do so with the official ``.pyth`` checkpoints too. A checkpoint of this project
 carries its config; an official or foreign one does not, so the model is read off its weight shapes
 (or from ``--config``). Models without interpreters run dense.

@@ -20,10 +20,9 @@ __all__ = ["CLASSES", "ORDERED_CLASSES", "FLIP_SENSITIVE_CLASSES", "SHAPES", "re
 
 # Default classes: whether and how the actor moves (in a random direction). They need motion but not
 # its order or direction, which a tiny TimeSformer trained from scratch learns within the demo budget.
-# Measured with the tiny config (in-memory runs, 900 steps of 16 clips, two seeds): these three classes
-# reached 95 and 98 % val; adding "moving slowly" (0.4 of the span) between still and moving stalled at
-# 52-81 %, as slow motion and size change look alike on a 4x4 token grid; order-dependent classes
-# (left vs right) sat at the axis level. No class depends on left/right, so flips preserve labels.
+# Slow motion and size change look alike on a 4x4 token grid, and order-dependent classes are harder to
+# learn from scratch (docs/results.md, The synthetic set). No class depends on left/right, so flips
+# preserve labels.
 CLASSES = ("still", "moving", "changing size")
 # order-dependent motions, selectable with ``classes=`` for harder variants (flip-sensitive)
 ORDERED_CLASSES = ("moving right", "moving left", "moving down", "moving up", "growing", "shrinking")

@@ -1,6 +1,6 @@
 """Evaluation metrics from the de-duplicated views of every rank.
 
-Definitions (``docs/evaluation.md``):
+Definitions (docs/design.md, Evaluation):
 - **clip top-k**: one view per video, the centred temporal window's centre crop.
 - **video top-k**: all views of a video (temporal windows × spatial crops), softmax probabilities
   summed; views gathered from every rank, sampler padding duplicates removed.

@@ -49,8 +49,8 @@ _VARIANTS: dict[str, tuple[ModelInfo, type[nn.Module], dict[str, Any]]] = {
     "timesformer_large_patch16_224": (ModelInfo(96, 4, 224, (256, 320)), TimeSformer,
                                       dict(img_size=224, num_frames=96, **_VIT_B)),
     "timesformer_tiny_patch8_32": (_TINY_INFO, TimeSformer, _TINY),
-    # the demo's model: the tiny one at depth 6, whose early tokens already say more of where the actor
-    # is (an earlier session's linear probes: actor-token IoU 0.20 at block 2, 0.075 at depth 4)
+    # the demo's model: the tiny one at depth 6, whose early tokens say more of where the actor is
+    # (docs/results.md, Earlier recipes)
     "timesformer_tiny6_patch8_32": (_TINY_INFO, TimeSformer, _TINY | dict(depth=6)),
     # timm's deit_{tiny,small,base}_patch16_224 (same weights) on the packed token state
     "packed_deit_tiny_patch16_224": (_IMAGENET, DeiT, dict(embed_dim=192, depth=12, num_heads=3)),

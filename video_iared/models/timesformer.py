@@ -117,10 +117,9 @@ class TimeSformer(nn.Module):
     def _init_weights(self, std: float) -> None:
         """Truncated normal ``std``, LayerNorm (1, 0), ``temporal_fc`` zero (official recipe, std 0.02).
 
-        0.02 was set for width 768; from scratch at width 96 each linear map shrinks its input ~3x more
-        (gain 0.02 * sqrt(96) vs 0.02 * sqrt(768)), and the tiny model sat at chance for 460-605 steps
-        before it learnt to compare frames. The tiny configs use ~1/sqrt(width) (README, The synthetic
-        dataset)."""
+        0.02 was set for width 768: at width 96 each linear map shrinks its input ~3x more (gain
+        0.02 * sqrt(96)), which keeps a tiny model trained from scratch at chance for long; the tiny
+        configs use ~1/sqrt(width) (docs/results.md, The initialisation finding)."""
         trunc_normal_(self.pos_embed, std=std)
         trunc_normal_(self.cls_token, std=std)
         for module in self.modules():
