@@ -86,7 +86,7 @@ def test_metrics_exclude_failed_videos_and_files_open(tmp_path):
     assert metrics["failed_video_indices"] == [4]
     assert metrics["clip_top1"] == 25.0  # the centre view votes class 3: right for video 3 only
     assert metrics["gflops_per_view"] == pytest.approx(2.0)
-    assert metrics["keep_ratio"] == pytest.approx(0.5) and metrics["keep_per_group"] == [0.5, 0.5]
+    assert metrics["kept_share"] == pytest.approx(0.5) and metrics["kept_share_per_group"] == [0.5, 0.5]
     assert metrics["clips_per_second"] == 5.0
     print(format_table(metrics))
     write_metrics(metrics, tmp_path / "metrics.json")

@@ -109,7 +109,7 @@ def test_output_hierarchy_counts_and_cost():
     group = out.groups[1]
     assert torch.equal(group.kept_per_frame.sum(1), group.kept) and group.kept_per_location.shape == (2, 16)
     expected = 1 - ((1 - 45 / 64) * 2 + (1 - 32 / 64) * 2 + (1 - 16 / 64) * 2) / 6
-    assert torch.allclose(out.kept_fraction, torch.full((2,), expected))
+    assert torch.allclose(out.kept_share, torch.full((2,), expected))
 
 
 def test_curriculum_and_sampling_log_prob():
@@ -154,10 +154,10 @@ def test_finetune_trains_on_the_deployed_budget_decisions():
     info = StageInfo(spans=(2, 2, 2), depth=6, num_tokens=64)
     clips, labels = torch.randn(3, 3, 4, 32, 32), torch.tensor([0, 1, 2])
     loss, stats = finetune_loss(model, clips, labels, 0.0, info, decision="budget")
-    assert [stats[f"keep_g{g}"].item() for g in range(3)] == [0.5, 0.25, 0.125]
-    assert torch.isclose(stats["keep"], torch.tensor((2 * 0.5 + 2 * 0.25 + 2 * 0.125) / 6))
+    assert [stats[f"kept_share_g{g}"].item() for g in range(3)] == [0.5, 0.25, 0.125]
+    assert torch.isclose(stats["kept_share"], torch.tensor((2 * 0.5 + 2 * 0.25 + 2 * 0.125) / 6))
     loss.backward()
     assert model.backbone.blocks[5].mlp.fc1.weight.grad.abs().sum() > 0
     # the default stays the paper's threshold 0.5, which fresh interpreters (scores ~0.9) pass everywhere
     _, default = finetune_loss(model, clips, labels, 0.0, info)
-    assert default["keep"].item() == 1.0
+    assert default["kept_share"].item() == 1.0

@@ -75,5 +75,5 @@ def test_threshold_forward_reads_once_per_interpreter(clips):
     assert len(frames) <= 3 and all((length - 1) % 16 == 0 or length == 197 for length in frames)
     assert out.ops <= 1.5 * dense.ops
     with torch.no_grad():
-        kept = iared(clips[1], decision="threshold").kept_fraction
+        kept = iared(clips[1], decision="threshold").kept_share
     assert 0.3 < kept.mean() < 0.8                            # the path really dropped tokens

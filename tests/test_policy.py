@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from video_iared.engine.policy import (RunningMean, active_groups, check_curriculum, group_spans,
-                                       keep_share, leave_one_out_baseline, reinforce_loss, reward)
+                                       kept_share, leave_one_out_baseline, reinforce_loss, reward)
 from video_iared.engine.stages import StageInfo, interpreter_loss, set_trainable
 from video_iared.models import TimeSformer
 from video_iared.models.iared import IARed
@@ -20,10 +20,10 @@ def test_group_spans_follow_interpreter_positions():
 def test_keep_share_is_block_weighted():
     spans = group_spans([0, 4, 8], 12)
     kept = torch.tensor([[100, 100, 100], [50, 50, 50], [100, 50, 25], [0, 0, 0]])
-    share = keep_share(kept, 100, spans, 12)
+    share = kept_share(kept, 100, spans, 12)
     torch.testing.assert_close(share, torch.tensor([1.0, 0.5, (1 + 0.5 + 0.25) / 3, 0.0]))
     # blocks before the first interpreter always run every token: 4 dense blocks + 8 at half
-    share = keep_share(torch.tensor([[50, 50]]), 100, group_spans([4, 8], 12), 12)
+    share = kept_share(torch.tensor([[50, 50]]), 100, group_spans([4, 8], 12), 12)
     torch.testing.assert_close(share, torch.tensor([1 - 0.5 * 8 / 12]))
 
 
@@ -98,7 +98,8 @@ def test_interpreter_loss_trains_only_the_active_interpreters(baseline, rollouts
                                    info=info, wrong_penalty=1.0, baseline_kind=baseline,
                                    running=RunningMean(0.9), rollouts=rollouts)
     loss.backward()
-    assert torch.isfinite(loss) and {"reward", "acc", "keep", "keep_g0", "keep_g1"} <= stats.keys()
+    assert torch.isfinite(loss)
+    assert {"reward", "acc", "kept_share", "kept_share_g0", "kept_share_g1"} <= stats.keys()
     assert model.interpreters[0].qk.weight.grad.abs().sum() > 0          # the active group learns
     assert model.interpreters[1].qk.weight.grad is None                   # the inactive one does not
     assert all(p.grad is None for p in backbone.parameters())

@@ -58,11 +58,11 @@ def test_iared_prediction_spends_fewer_flops():
     cfg = load_config(None, [*TINY, "model.interpreter_blocks=[0,2]", "model.interpreter_heads=4"])
     loaded = LoadedModel(tiny_iared([0, 2]), cfg, input_spec(cfg))
     prediction = predict_clip(loaded, torch.randint(0, 255, (3, 8, 32, 32), dtype=torch.uint8))
-    first, second = prediction.keep_per_group
+    first, second = prediction.kept_share_per_group
     assert 0 < second <= first < 1
     assert prediction.gflops < prediction.dense_gflops
     # the paper's block-weighted share: groups of 2 blocks each
-    assert prediction.keep == pytest.approx((2 * first + 2 * second) / 4, abs=1e-6)
+    assert prediction.kept_share == pytest.approx((2 * first + 2 * second) / 4, abs=1e-6)
     assert prediction.probs.sum().item() == pytest.approx(1.0)
 
 
@@ -73,9 +73,9 @@ def test_a_checkpoint_predicts_with_the_decision_it_was_fine_tuned_with(tmp_path
     clip = torch.randint(0, 255, (3, 8, 32, 32), dtype=torch.uint8)
     budget = save_tiny_checkpoint(tmp_path / "budget.pth",
                                   [*blocks, "iared.decision=budget", "iared.budget=[0.5,0.25]"])
-    assert predict_clip(load_model(budget), clip).keep_per_group == [0.5, 0.25]
+    assert predict_clip(load_model(budget), clip).kept_share_per_group == [0.5, 0.25]
     threshold = save_tiny_checkpoint(tmp_path / "threshold.pth", blocks)
-    assert predict_clip(load_model(threshold), clip).keep_per_group == [1.0, 1.0]  # fresh scores ~0.9
+    assert predict_clip(load_model(threshold), clip).kept_share_per_group == [1.0, 1.0]  # fresh scores ~0.9
     with pytest.raises(ConfigError, match="one cumulative keep ratio per interpreter group"):
         load_model(budget, overrides=["iared.budget=[0.5]"])
 

@@ -13,7 +13,7 @@ def test_report_lists_stage_times_and_only_the_tables_whose_outputs_exist(tmp_pa
 
 
 def test_report_reads_the_evaluations(tmp_path):
-    metrics = {"video_top1": 95.0, "clip_top1": 95.0, "gflops_per_view": 0.0866, "keep_ratio": 1.0,
+    metrics = {"video_top1": 95.0, "clip_top1": 95.0, "gflops_per_view": 0.0866, "kept_share": 1.0,
                "clips_per_second": 270.0, "num_videos": 480, "num_views": 1440}
     for name, gflops in (("eval_dense", 0.0866), ("eval_iared", 0.0433)):
         (tmp_path / name).mkdir()

@@ -50,11 +50,11 @@ def test_evaluate_writes_metrics_and_predictions(dataset, tmp_path, capsys):
     save_random_checkpoint(tmp_path / "dense.pth", options)
     assert main(["evaluate", "--checkpoint", str(tmp_path / "dense.pth"), *options]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("clip_top1", "clip_top5", "video_top1", "video_top5", "gflops_per_view", "keep_ratio",
+    for key in ("clip_top1", "clip_top5", "video_top1", "video_top5", "gflops_per_view", "kept_share",
                 "clips_per_second", "num_videos", "failed_videos"):
         assert key in metrics
     assert metrics["num_videos"] == 6 and metrics["num_views"] == 18 and metrics["num_clip_views"] == 6
-    assert metrics["failed_videos"] == 0 and metrics["keep_ratio"] == 1.0
+    assert metrics["failed_videos"] == 0 and metrics["kept_share"] == 1.0
     assert metrics["video_top5"] == 100.0  # 3 classes
     rows = list(csv.DictReader(open(tmp_path / "predictions.csv")))
     assert len(rows) == 6 and rows[0]["path"].endswith("0.mp4") and rows[0]["num_views"] == "3"

@@ -34,15 +34,16 @@ def test_each_stage_trains_only_its_part(small_synthetic, tmp_path):
                   "iared.curriculum_epochs=[0,1,1]")
     interp, backbone = _split(load_checkpoint(tmp_path / "int" / "checkpoint.pth"))
     assert all(torch.equal(v, dense[k.removeprefix("backbone.")]) for k, v in backbone.items())
-    assert {"keep", "keep_g0", "keep_g1", "keep_g2", "gflops", "top1"} <= result.keys()
+    assert {"kept_share", "kept_share_g0", "kept_share_g1", "kept_share_g2", "gflops", "top1"} \
+        <= result.keys()
 
     # curriculum: in epoch 0 only group 0 decides, groups 1 and 2 keep what it kept
     rows = read_metrics(tmp_path / "int", "train")
-    assert {"reward", "acc", "keep"} <= rows[0].keys()
+    assert {"reward", "acc", "kept_share"} <= rows[0].keys()
     first = [r for r in rows if r["epoch"] == 0]
-    assert all(r["keep_g0"] == r["keep_g1"] == r["keep_g2"] for r in first)
+    assert all(r["kept_share_g0"] == r["kept_share_g1"] == r["kept_share_g2"] for r in first)
     val = read_metrics(tmp_path / "int", "val")
-    assert [r["epoch"] for r in val] == [0, 1] and val[0]["keep_g1"] == val[0]["keep_g0"]
+    assert [r["epoch"] for r in val] == [0, 1] and val[0]["kept_share_g1"] == val[0]["kept_share_g0"]
 
     _run(small_synthetic, tmp_path / "ft", "finetune", str(tmp_path / "int" / "checkpoint.pth"))
     tuned_interp, tuned_backbone = _split(load_checkpoint(tmp_path / "ft" / "checkpoint.pth"))

@@ -27,7 +27,7 @@ from einops import rearrange, reduce, repeat
 from torch import Tensor
 
 from video_iared.engine.harness import Prediction, Predictor
-from video_iared.flops import VitShape, block_macs, kept_shares, mlp_macs, model_macs, shape_of
+from video_iared.flops import VitShape, block_macs, group_kept_shares, mlp_macs, model_macs, shape_of
 from video_iared.models.cost import forward_macs
 from video_iared.models.interpreter import check_budgets, decide
 from video_iared.models.layers import Attention, group_softmax
@@ -127,7 +127,7 @@ def drop_forward(model: TimeSformer, clip: Tensor, group_starts: Sequence[int], 
     logits, masks = drop_tokens(model, clip, group_starts, counts, scorer)
     masks = [m.cpu() for m in masks]
     macs = forward_macs(model, clip, masks, group_starts=group_starts, interpreter_heads=scorer_heads)
-    return Prediction(logits, macs, kept_shares(masks))
+    return Prediction(logits, macs, group_kept_shares(masks))
 
 
 def random_predictor(model: TimeSformer, group_starts: Sequence[int], budget: Sequence[float],

@@ -8,7 +8,7 @@ additions are not counted — the convention behind TimeSformer-B's 195.8 G per 
 The counter is a pure function of the model's shape and the keep masks ``(B, T, N)`` after each
 interpreter, so evaluation can average the real per-sample cost over a dataset (IA-RED2 keeps a
 different number of tokens in every sample). It imports no model code (``models.iared`` imports its
-``keep_share``); ``models.cost`` applies it to built models.
+``kept_share``); ``models.cost`` applies it to built models.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def mlp_macs(shape: VitShape, tokens: torch.Tensor) -> torch.Tensor:
     return 2 * tokens * shape.embed_dim * shape.mlp_hidden
 
 
-def keep_share(kept: torch.Tensor, num_tokens: int, spans: Sequence[int], depth: int) -> torch.Tensor:
+def kept_share(kept: torch.Tensor, num_tokens: int, spans: Sequence[int], depth: int) -> torch.Tensor:
     """Block-weighted kept share c = 1 - sum_g (1 - kept_g / N) * blocks_g / depth, per sample.
 
     ``kept`` (B, G) counts the patch tokens each group runs on (CLS excluded), ``num_tokens`` is N
@@ -130,7 +130,7 @@ def model_macs(shape: VitShape, batch: int = 1, group_starts: Sequence[int] = ()
     return total + d * shape.num_classes
 
 
-def kept_shares(keep: Sequence[torch.Tensor]) -> torch.Tensor:
+def group_kept_shares(keep: Sequence[torch.Tensor]) -> torch.Tensor:
     """(B, G): the share of the T·N patch tokens each (B, T, N) keep mask in ``keep`` holds."""
     return torch.stack([k.flatten(1).float().mean(1) for k in keep], 1)
 

@@ -24,7 +24,7 @@ from video_iared.data.transforms import crop_clip, multi_view_crop_boxes, normal
 from video_iared.data.video import read_clip
 from video_iared.engine.datasets import InputSpec, input_spec
 from video_iared.engine.loading import load_for_inference
-from video_iared.flops import kept_shares
+from video_iared.flops import group_kept_shares
 from video_iared.models.cost import forward_macs
 from video_iared.models.iared import backbone_of
 from video_iared.models.registry import list_variants, model_defaults
@@ -158,8 +158,8 @@ class ClipPrediction:
     features: Tensor  # (D,)
     gflops: float
     dense_gflops: float
-    keep: float  # block-weighted kept share of patch tokens (1 for dense)
-    keep_per_group: list[float]  # share of patch tokens kept after each interpreter
+    kept_share: float  # block-weighted kept share of patch tokens (1 for dense)
+    kept_share_per_group: list[float]  # share of patch tokens kept after each interpreter
 
     def top(self, k: int = 5) -> list[tuple[int, float]]:
         values, ids = self.probs.topk(min(k, self.probs.numel()))
@@ -178,15 +178,15 @@ def predict_clip(loaded: LoadedModel, clip: Tensor) -> ClipPrediction:
         if loaded.has_interpreters:
             out = run_iared(model, x)
             logits, decisions = out.logits, [g.keep.cpu() for g in out.groups]
-            keep = float(out.kept_fraction[0])
+            share = float(out.kept_share[0])
         else:
-            logits, decisions, keep = model(x), [], 1.0
+            logits, decisions, share = model(x), [], 1.0
     finally:
         hook.remove()
     macs, dense = forward_macs(model, x, decisions), forward_macs(model, x)
     return ClipPrediction(probs=logits[0].float().softmax(-1).cpu(), features=captured[0][0].float().cpu(),
-                          gflops=float(macs[0]) / 1e9, dense_gflops=float(dense[0]) / 1e9, keep=keep,
-                          keep_per_group=kept_shares(decisions)[0].tolist() if decisions else [])
+                          gflops=float(macs[0]) / 1e9, dense_gflops=float(dense[0]) / 1e9, kept_share=share,
+                          kept_share_per_group=group_kept_shares(decisions)[0].tolist() if decisions else [])
 
 
 def format_prediction(prediction: ClipPrediction, names: list[str], *, k: int = 5) -> str:
@@ -194,9 +194,10 @@ def format_prediction(prediction: ClipPrediction, names: list[str], *, k: int = 
     lines = [f"top-{k}:"]
     lines += [f"  {rank}. {names[i]:<30s} {p:.3f}" for rank, (i, p) in enumerate(prediction.top(k), start=1)]
     cost = (f"GFLOPs {prediction.gflops:.3f} (dense {prediction.dense_gflops:.3f})  "
-            f"kept share {prediction.keep:.3f}")
-    if prediction.keep_per_group:
-        cost += "  (after each interpreter: " + ", ".join(f"{s:.3f}" for s in prediction.keep_per_group) + ")"
+            f"kept share {prediction.kept_share:.3f}")
+    if prediction.kept_share_per_group:
+        shares = ", ".join(f"{s:.3f}" for s in prediction.kept_share_per_group)
+        cost += f"  (after each interpreter: {shares})"
     return "\n".join([*lines, cost])
 
 

@@ -13,12 +13,13 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _accuracy_rows(dense: dict[str, Any], iared: dict[str, Any]) -> list[str]:
-    rows = ["| model | video top-1 | clip top-1 | GFLOPs / view | keep (block-weighted) | clips/s (model) |",
+    rows = ["| model | video top-1 | clip top-1 | GFLOPs / view | kept share (block-weighted) "
+            "| clips/s (model) |",
             "|---|---:|---:|---:|---:|---:|"]
     iared_name = f"IA-RED² ({iared.get('decision', 'threshold 0.5')})"
     for name, m in (("TimeSformer (dense)", dense), (iared_name, iared)):
         rows.append(f"| {name} | {m['video_top1']:.2f} | {m['clip_top1']:.2f} | {m['gflops_per_view']:.4f} "
-                    f"| {m['keep_ratio']:.3f} | {m['clips_per_second']:.1f} |")
+                    f"| {m['kept_share']:.3f} | {m['clips_per_second']:.1f} |")
     gflops_ratio = dense["gflops_per_view"] / iared["gflops_per_view"]
     speed_ratio = iared["clips_per_second"] / dense["clips_per_second"]
     views = dense["num_views"] // max(dense["num_videos"], 1)

@@ -35,7 +35,7 @@ class SweepPoint:
     gflops_per_view: float
     video_top1: float
     clip_top1: float
-    keep_ratio: float
+    kept_share: float
     clips_per_second: float
 
 
@@ -90,9 +90,9 @@ def reduction_within(points: Sequence[SweepPoint], points_of_dense: float) -> di
 def summary_lines(points: Sequence[SweepPoint]) -> list[str]:
     """The frontier table and the reductions within 0.5 and 1.0 points of dense."""
     lines = [f"{'method':<16} {'setting':<10} {'GFLOPs':>9} {'video top-1':>12} {'clip top-1':>11} "
-             f"{'keep':>6}"]
+             f"{'kept':>6}"]
     lines += [f"{p.method:<16} {p.setting:<10} {p.gflops_per_view:>9.4f} {p.video_top1:>12.2f} "
-              f"{p.clip_top1:>11.2f} {p.keep_ratio:>6.3f}" for p in points]
+              f"{p.clip_top1:>11.2f} {p.kept_share:>6.3f}" for p in points]
     half, one = reduction_within(points, 0.5), reduction_within(points, 1.0)
     lines.append("GFLOPs reduction (dense / method) within 0.5 and 1.0 points of dense video top-1:")
     for method in half:
@@ -152,7 +152,7 @@ def sweep(cfg: Config, checkpoint: str, *, thresholds: Sequence[float] = (0.3, 0
             m = dataset_metrics(views, run.dataset, num_classes=cfg.model.num_classes, depth=depth,
                                 group_starts=steps)
             points.append(SweepPoint(method, setting, m["gflops_per_view"], m["video_top1"], m["clip_top1"],
-                                     m["keep_ratio"], m["clips_per_second"]))
+                                     m["kept_share"], m["clips_per_second"]))
             if run.env.is_main:
                 print(f"sweep {method:<16} {setting:<8} {m['gflops_per_view']:.4f} GFLOPs  "
                       f"video {m['video_top1']:.2f}  clip {m['clip_top1']:.2f}", flush=True)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-from video_iared.flops import kept_shares
+from video_iared.flops import group_kept_shares
 from video_iared.models.cost import forward_macs
 from video_iared.models.iared import backbone_of, group_starts_of
 
@@ -104,5 +104,5 @@ def model_predictor(model: nn.Module, *, decision: str = "threshold", threshold:
         out = model(clip, decision=decision)
         masks = [group.keep.cpu() for group in out.groups]
         return Prediction(out.logits, forward_macs(model, clip, masks, interpreter_heads=interpreter_heads),
-                          kept_shares(masks))
+                          group_kept_shares(masks))
     return predict

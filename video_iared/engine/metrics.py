@@ -5,8 +5,8 @@ Definitions (docs/design.md, Evaluation):
 - **video top-k**: all views of a video (temporal windows × spatial crops), softmax probabilities
   summed; views gathered from every rank, sampler padding duplicates removed.
 - **gflops_per_view**: mean analytic MACs per view (fvcore convention, 1 multiply-add = 1 flop) / 1e9.
-- **keep_ratio**: the paper's block-weighted share of patch tokens the blocks run on, averaged over
-  views; ``keep_per_group``: share of the T·N patch tokens each group keeps.
+- **kept_share**: the paper's block-weighted share of patch tokens the blocks run on, averaged over
+  views; ``kept_share_per_group``: share of the T·N patch tokens each group keeps.
 - **clips_per_second**: views through the model per second of model time (data loading excluded),
   after ``warmup`` batches, on this process's device.
 - Videos that could not be read (label -1 from the test dataset) are excluded from accuracy and listed.
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from video_iared.data.kinetics import VideoDataset
-from video_iared.flops import keep_share
+from video_iared.flops import kept_share
 
 from .aggregate import centre_view, per_class_accuracy, topk_correct, video_scores
 from .harness import ViewPass
@@ -44,15 +44,15 @@ def compute_metrics(views: ViewPass, *, num_videos: int, num_classes: int, clip_
     clip = records.take(((records.view == clip_view) & (records.label >= 0)).nonzero().squeeze(1))
     clip_hits = topk_correct(clip.logits, clip.label)
     keep = records.keep
-    keep_ratio = keep_share(keep, 1, group_spans, depth) if keep.shape[1] else torch.ones(len(records))
+    share = kept_share(keep, 1, group_spans, depth) if keep.shape[1] else torch.ones(len(records))
     per_class = per_class_accuracy(video_hits[1], labels[readable], num_classes)
     failed = [int(v) for v in (~readable & (view_counts > 0)).nonzero().squeeze(1)]
     return {
         "clip_top1": _percent(clip_hits[1]), "clip_top5": _percent(clip_hits[5]),
         "video_top1": _percent(video_hits[1]), "video_top5": _percent(video_hits[5]),
         "gflops_per_view": records.macs.mean().item() / 1e9,
-        "keep_ratio": keep_ratio.mean().item(),
-        "keep_per_group": keep.mean(0).tolist(),
+        "kept_share": share.mean().item(),
+        "kept_share_per_group": keep.mean(0).tolist(),
         "clips_per_second": views.timed_views / views.model_seconds if views.model_seconds else float("nan"),
         "num_videos": int(readable.sum()), "num_views": len(records), "num_clip_views": len(clip),
         "failed_videos": len(failed), "failed_video_indices": failed, "unevaluated_videos": missing,

@@ -12,9 +12,9 @@ from typing import Sequence
 
 import torch
 
-from video_iared.flops import keep_share  # the cost proxy lives with the other cost formulas
+from video_iared.flops import kept_share  # the cost proxy lives with the other cost formulas
 
-__all__ = ["group_spans", "keep_share", "reward", "RunningMean", "leave_one_out_baseline", "reinforce_loss",
+__all__ = ["group_spans", "kept_share", "reward", "RunningMean", "leave_one_out_baseline", "reinforce_loss",
            "active_groups", "check_curriculum"]
 
 

@@ -16,8 +16,8 @@ def format_table(metrics: dict[str, Any], title: str = "evaluation") -> str:
     rows = [("clip top-1 / top-5", f"{metrics['clip_top1']:.2f} / {metrics['clip_top5']:.2f} %"),
             ("video top-1 / top-5", f"{metrics['video_top1']:.2f} / {metrics['video_top5']:.2f} %"),
             ("GFLOPs per view", f"{metrics['gflops_per_view']:.4f}"),
-            ("keep ratio (block-weighted)", f"{metrics['keep_ratio']:.3f}"),
-            ("kept share per group", ", ".join(f"{k:.3f}" for k in metrics["keep_per_group"]) or "-"),
+            ("kept share (block-weighted)", f"{metrics['kept_share']:.3f}"),
+            ("kept share per group", ", ".join(f"{k:.3f}" for k in metrics["kept_share_per_group"]) or "-"),
             ("clips / s (model)", f"{metrics['clips_per_second']:.1f}"),
             ("videos / views", f"{metrics['num_videos']} / {metrics['num_views']}"),
             ("failed videos", str(metrics["failed_videos"]))]

@@ -109,8 +109,8 @@ def finetune_loss(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor, l
 
 def _keep_stats(counts: torch.Tensor, info: StageInfo) -> dict[str, torch.Tensor]:
     counts = counts.float()
-    stats = {f"keep_g{g}": counts[:, g].mean() / info.num_tokens for g in range(info.num_groups)}
-    stats["keep"] = policy.keep_share(counts, info.num_tokens, info.spans, info.depth).mean()
+    stats = {f"kept_share_g{g}": counts[:, g].mean() / info.num_tokens for g in range(info.num_groups)}
+    stats["kept_share"] = policy.kept_share(counts, info.num_tokens, info.spans, info.depth).mean()
     return stats
 
 
@@ -129,13 +129,13 @@ def interpreter_loss(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor
     out = forward(model, repeated, decision="sample", active_groups=active)
     counts = kept_counts(out)
     correct = out.logits.argmax(-1) == labels.repeat(rollouts)
-    rewards = policy.reward(correct, policy.keep_share(counts, info.num_tokens, info.spans, info.depth),
+    rewards = policy.reward(correct, policy.kept_share(counts, info.num_tokens, info.spans, info.depth),
                             wrong_penalty)
     log_prob = torch.stack([group.log_prob for group in out.groups[:active]], -1).sum(-1)
     if baseline_kind == "greedy":
         with torch.no_grad():
             greedy = forward(model, clips, decision="threshold", active_groups=active)
-            greedy_share = policy.keep_share(kept_counts(greedy), info.num_tokens, info.spans, info.depth)
+            greedy_share = policy.kept_share(kept_counts(greedy), info.num_tokens, info.spans, info.depth)
             greedy_reward = policy.reward(greedy.logits.argmax(-1) == labels, greedy_share, wrong_penalty)
             base = greedy_reward.repeat(rollouts)
     elif baseline_kind == "leave_one_out":

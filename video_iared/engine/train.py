@@ -313,7 +313,7 @@ class _Trainer:
 def train(cfg: Config) -> dict[str, Any]:
     """Run ``cfg.iared.stage`` to the end of ``cfg.optim.epochs`` (resuming when ``run.output_dir``
     holds a checkpoint) and return the final validation metrics: ``top1`` (clip, %), ``gflops`` per
-    view and, with interpreters, ``keep`` (block-weighted kept share) and ``keep_g*``.
+    view and, with interpreters, ``kept_share`` (block-weighted) and ``kept_share_g*``.
 
     Distributed setup comes from the environment (torchrun, submitit/SLURM, or a single process).
     """

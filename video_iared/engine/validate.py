@@ -27,8 +27,8 @@ __all__ = ["validate"]
 def validate(model: nn.Module, loader: DataLoader, *, spec: InputSpec, device: torch.device,
              autocast: Callable[[], AbstractContextManager], info: StageInfo, active: int,
              decision: str = "threshold", rank: int = 0, world_size: int = 1) -> dict[str, float]:
-    """``top1`` (%), and with interpreters ``keep`` (block-weighted), ``keep_g*`` and ``gflops``, under
-    the interpreters' ``decision`` (``threshold`` | ``budget`` | ``none``)."""
+    """``top1`` (%), and with interpreters ``kept_share`` (block-weighted), ``kept_share_g*`` and
+    ``gflops``, under the interpreters' ``decision`` (``threshold`` | ``budget`` | ``none``)."""
     model.eval()
     num_items = len(loader.dataset)
     sums = torch.zeros(3 + info.num_groups, dtype=torch.float64)  # count, correct, macs, kept per group
@@ -56,6 +56,7 @@ def validate(model: nn.Module, loader: DataLoader, *, spec: InputSpec, device: t
     metrics = {"top1": 100.0 * sums[1].item() / count, "gflops": sums[2].item() / count / 1e9}
     if info.num_groups:
         kept = (sums[3:] / count).float()[None]
-        metrics["keep"] = policy.keep_share(kept, info.num_tokens, info.spans, info.depth).item()
-        metrics.update({f"keep_g{g}": (kept[0, g] / info.num_tokens).item() for g in range(info.num_groups)})
+        metrics["kept_share"] = policy.kept_share(kept, info.num_tokens, info.spans, info.depth).item()
+        metrics.update({f"kept_share_g{g}": (kept[0, g] / info.num_tokens).item()
+                        for g in range(info.num_groups)})
     return metrics

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .interpreter import DECISIONS, Decision, MultiHeadInterpreter, check_budgets, decide
 from .tokens import TokenState
-from ..flops import keep_share
+from ..flops import kept_share
 
 
 @dataclass
@@ -55,11 +55,11 @@ class IARedOutput:
         return torch.stack([g.log_prob for g in self.groups]).sum(0)
 
     @property
-    def kept_fraction(self) -> Tensor:
-        """(B,) the paper's cost proxy c (:func:`video_iared.flops.keep_share`)."""
+    def kept_share(self) -> Tensor:
+        """(B,) the paper's cost proxy c (:func:`video_iared.flops.kept_share`)."""
         depth = sum(g.num_blocks for g in self.groups) + self.groups[0].first_block
         kept = torch.stack([g.kept for g in self.groups], -1)
-        return keep_share(kept, self.groups[0].keep[0].numel(), [g.num_blocks for g in self.groups], depth)
+        return kept_share(kept, self.groups[0].keep[0].numel(), [g.num_blocks for g in self.groups], depth)
 
 
 class IARed(nn.Module):
