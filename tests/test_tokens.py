@@ -1,8 +1,7 @@
-"""Token bookkeeping: sequence plans, pack/unpack, layouts."""
+"""Token bookkeeping: sequence plans, kept positions, layouts."""
 import torch
 
-from video_iared.models.tokens import (SequencePlan, TokenLayout, compact_index, pack, round_up,
-                                       sequence_plan, unpack)
+from video_iared.models.tokens import SequencePlan, TokenLayout, compact_index, round_up, sequence_plan
 
 CPU = torch.device("cpu")
 
@@ -39,14 +38,9 @@ def test_sequence_plan_without_padding_is_a_permutation_or_a_view():
     assert torch.equal(perm.gather(x).reshape(6, 3)[5], x[0]) and torch.equal(perm.scatter(perm.gather(x)), x)
 
 
-def test_compact_index_pack_unpack_round_trip():
+def test_compact_index_and_round_up():
     keep = torch.tensor([[True, False, True], [False, False, True]])
-    index = compact_index(keep.flatten(), 3)
-    assert index.tolist() == [0, 2, 5]
-    tokens = torch.arange(6.0).view(2, 3, 1)
-    rows = pack(tokens, index)
-    assert rows.flatten().tolist() == [0, 2, 5]
-    assert unpack(rows, index, 2, 3, fill=-1).flatten().tolist() == [0, -1, 2, -1, -1, 5]
+    assert compact_index(keep.flatten(), 3).tolist() == [0, 2, 5]
     assert round_up(17, 16, 40) == 32 and round_up(33, 16, 40) == 40 and round_up(0, 16, 40) == 0
 
 

@@ -116,20 +116,6 @@ def compact_index(keep: Tensor, count: int) -> Tensor:
     return torch.nonzero_static(keep, size=count).squeeze(1)
 
 
-def pack(tokens: Tensor, index: Tensor) -> Tensor:
-    """(B, L, D) dense tokens -> (M, D) rows at the flat positions ``index``."""
-    return tokens.flatten(0, 1).index_select(0, index)
-
-
-def unpack(rows: Tensor, index: Tensor | None, batch: int, length: int, fill: float = 0.0) -> Tensor:
-    """(M, ...) rows -> (B, L, ...) dense tensor, ``fill`` at absent positions (inverse of :func:`pack`);
-    ``index`` ``None``: the rows are every position already."""
-    if index is None:
-        return rows.view(batch, length, *rows.shape[1:])
-    out = rows.new_full((batch * length, *rows.shape[1:]), fill)
-    return out.index_copy(0, index, rows).view(batch, length, *rows.shape[1:])
-
-
 def round_up(length: int, step: int, limit: int) -> int:
     """``length`` rounded up to a multiple of ``step``, at most ``limit`` (a padded sequence length)."""
     return min(limit, -(-length // step) * step)
