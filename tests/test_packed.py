@@ -162,3 +162,21 @@ def test_frames_packed_into_short_sequences_equal_masking(attention_type):
     grad_packed, = torch.autograd.grad(model.pool(packed).sum(), clip)
     grad_masked, = torch.autograd.grad(model.pool(masked).sum(), clip)
     assert (grad_packed - grad_masked).abs().max() <= 1e-5
+
+
+def test_hiding_after_a_data_dependent_drop_equals_hiding_twice():
+    """A layout packed to short frame sequences, then masked: its plan goes back to N + 1 slots."""
+    torch.manual_seed(0)
+    model = TimeSformer(img_size=40, patch_size=8, embed_dim=32, depth=2, num_heads=4, num_frames=T,
+                        num_classes=5, drop_path_rate=0.0).eval()
+    randomize(model)
+    clip = torch.randn(B, 3, T, 40, 40)
+    gen = torch.Generator().manual_seed(2)
+    first = torch.rand(B, 25 * T, generator=gen) < 0.4
+    second = torch.rand(B, 25 * T, generator=gen) < 0.7
+    with torch.no_grad():
+        packed = model.embed(clip).select(first).hide(second)
+        assert packed.layout.longest_frame is not None
+        packed = model.forward_blocks(packed)
+        masked = model.forward_blocks(model.embed(clip).hide(first).hide(second))
+    assert (model.pool(masked) - model.pool(packed)).abs().max() <= 1e-5

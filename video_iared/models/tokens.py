@@ -253,13 +253,14 @@ class TokenLayout:
         most tokens a frame kept is known (data-dependent decisions), that count rounded up to a
         multiple of ``LENGTH_STEP``, with each frame's tokens packed after its CLS."""
         count, grid = self.batch * self.frames, self.locations + 1
+        if self.index is None or self.visible is not None:   # every patch at its location
+            cls = torch.arange(count, device=self.device) * grid
+            patches = (self.sample * self.frames + self.frame) * grid + 1 + self.location
+            return sequence_plan(torch.cat([cls, patches]), count, grid, self._keys(count))
         length = grid
         if self.longest_frame is not None:
             length = 1 + round_up(self.longest_frame, LENGTH_STEP, grid - 1)
         cls = torch.arange(count, device=self.device) * length
-        if self.index is None or self.visible is not None:
-            patches = (self.sample * self.frames + self.frame) * grid + 1 + self.location
-            return sequence_plan(torch.cat([cls, patches]), count, grid, self._keys(count))
         present = rearrange(self.present, "b (n t) -> b t n", t=self.frames)     # (B, T, N)
         if length == grid:   # at its location
             position = self.location
