@@ -16,7 +16,11 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["CLASSES", "ORDERED_CLASSES", "FLIP_SENSITIVE_CLASSES", "SHAPES", "render_video", "video_label"]
+__all__ = [
+    "CLASSES", "ORDERED_CLASSES", "FLIP_SENSITIVE_CLASSES", "SHAPES", "render_video", "video_label",
+    # scene parts, shared with the clutter set (video_iared.data.clutter)
+    "background", "random_colour", "shape_alpha", "smooth_texture", "trajectory",
+]
 
 # Default classes: whether and how the actor moves (in a random direction). They need motion but not
 # its order or direction, which a tiny TimeSformer trained from scratch learns within the demo budget.
@@ -31,7 +35,7 @@ FLIP_SENSITIVE_CLASSES = frozenset({"moving right", "moving left"})
 TRAVEL = {"still": 0.0, "moving": 1.0, "moving slowly": 0.4, "moving fast": 1.0}
 SHAPES = ("disc", "square", "diamond", "triangle", "cross", "ring")
 
-_SPLIT_SEED = {"train": 0, "val": 1, "test": 2}
+SPLIT_SEED = {"train": 0, "val": 1, "test": 2}
 # actor/distractor radius as a fraction of the frame side: the same range in every class, so a single
 # frame's actor size says nothing about the class; growing/shrinking sweep the whole range
 RADIUS = (0.1, 0.2)
@@ -42,7 +46,7 @@ def video_label(index: int, num_classes: int = len(CLASSES)) -> int:
     return index % num_classes
 
 
-def _shape_alpha(shape: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float) -> np.ndarray:
+def shape_alpha(shape: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float) -> np.ndarray:
     """Anti-aliased coverage in [0, 1] of ``shape`` centred at (cy, cx) with radius ``r`` pixels."""
     dy, dx = yy - cy, xx - cx
     if shape == "disc":
@@ -63,20 +67,26 @@ def _shape_alpha(shape: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: floa
     return np.clip(0.5 - dist, 0.0, 1.0)
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Smooth random colour texture plus fine grain, float (size, size, 3) in [0, 255]."""
-    coarse = rng.random((6, 6, 3))
-    # bilinear upsampling of a coarse grid: large soft blobs
-    grid = np.linspace(0, 5, size)
-    i0 = np.minimum(grid.astype(int), 4)
+def smooth_texture(rng: np.random.Generator, size: int, cells: int = 6) -> np.ndarray:
+    """Smooth random colour texture, float (size, size, 3) around [0, 255]: a ``cells`` x ``cells`` grid
+    of random colours, bilinearly upsampled."""
+    coarse = rng.random((cells, cells, 3))
+    # bilinear upsampling of a coarse grid: soft blobs about size / cells pixels wide
+    grid = np.linspace(0, cells - 1, size)
+    i0 = np.minimum(grid.astype(int), cells - 2)
     w = (grid - i0)[:, None]
-    rows = coarse[i0] * (1 - w[..., None]) + coarse[i0 + 1] * w[..., None]  # size, 6, 3
+    rows = coarse[i0] * (1 - w[..., None]) + coarse[i0 + 1] * w[..., None]  # size, cells, 3
     smooth = rows[:, i0] * (1 - w.T[..., None]) + rows[:, i0 + 1] * w.T[..., None]
     base = rng.uniform(60, 190, 3)
-    return np.clip(base + 70 * (smooth - 0.5) + rng.normal(0, 6, (size, size, 3)), 0, 255)
+    return base + 70 * (smooth - 0.5)
 
 
-def _colour(rng: np.random.Generator) -> np.ndarray:
+def background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Smooth random colour texture plus fine grain, float (size, size, 3) in [0, 255]."""
+    return np.clip(smooth_texture(rng, size) + rng.normal(0, 6, (size, size, 3)), 0, 255)
+
+
+def random_colour(rng: np.random.Generator) -> np.ndarray:
     """A saturated colour: one channel high, one low, one random."""
     channels = rng.permutation(3)
     colour = np.empty(3)
@@ -84,7 +94,7 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
     return colour
 
 
-def _trajectory(
+def trajectory(
     kind: str, rng: np.random.Generator, num_frames: int, size: int, lo: float, hi: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Actor centre (y, x) and radius per frame for a motion ``kind`` (constant speed, same
@@ -142,22 +152,22 @@ def render_video(
     label of video ``index`` of ``split`` (an index into ``classes``, from :data:`CLASSES` and
     :data:`ORDERED_CLASSES`);
     a pure function of its arguments. ``radius``: actor/distractor radius range, fraction of ``size``."""
-    rng = np.random.default_rng([seed, _SPLIT_SEED[split], index])
+    rng = np.random.default_rng([seed, SPLIT_SEED[split], index])
     label = video_label(index, len(classes))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    frame0 = _background(rng, size)
+    frame0 = background(rng, size)
     shape = SHAPES[rng.integers(len(SHAPES))]
     lo, hi = radius[0] * size, radius[1] * size
     for _ in range(num_distractors):  # static look-alikes, drawn under the actor
         r = rng.uniform(lo, hi)
-        alpha = _shape_alpha(shape, yy, xx, rng.uniform(r, size - r), rng.uniform(r, size - r), r)[..., None]
-        frame0 = frame0 * (1 - alpha) + _colour(rng) * alpha
-    colour = _colour(rng)
-    cy, cx, r = _trajectory(classes[label], rng, num_frames, size, lo, hi)
+        alpha = shape_alpha(shape, yy, xx, rng.uniform(r, size - r), rng.uniform(r, size - r), r)[..., None]
+        frame0 = frame0 * (1 - alpha) + random_colour(rng) * alpha
+    colour = random_colour(rng)
+    cy, cx, r = trajectory(classes[label], rng, num_frames, size, lo, hi)
     frames = np.empty((num_frames, size, size, 3), np.uint8)
     masks = np.empty((num_frames, size, size), np.uint8)
     for f in range(num_frames):
-        alpha = _shape_alpha(shape, yy, xx, cy[f], cx[f], r[f])
+        alpha = shape_alpha(shape, yy, xx, cy[f], cx[f], r[f])
         frames[f] = np.clip(frame0 * (1 - alpha[..., None]) + colour * alpha[..., None], 0, 255)
         masks[f] = alpha >= 0.5
     return frames, masks, label

@@ -52,6 +52,10 @@ _VARIANTS: dict[str, tuple[ModelInfo, type[nn.Module], dict[str, Any]]] = {
     # the demo's model: the tiny one at depth 6, whose early tokens say more of where the actor is
     # (docs/results.md, Earlier recipes)
     "timesformer_tiny6_patch8_32": (_TINY_INFO, TimeSformer, _TINY | dict(depth=6)),
+    # the clutter benchmark's model: 28x28 crops of 32-pixel frames, 7x7 patches of 4 pixels, 8 frames
+    # every 4, depth 6: many small tokens, so the actor covers a few of them
+    "timesformer_tiny6_patch4_28": (ModelInfo(8, 4, 28, (28, 32)), TimeSformer,
+                                    _TINY | dict(img_size=28, patch_size=4, depth=6)),
     # timm's deit_{tiny,small,base}_patch16_224 (same weights) on the packed token state
     "packed_deit_tiny_patch16_224": (_IMAGENET, DeiT, dict(embed_dim=192, depth=12, num_heads=3)),
     "packed_deit_small_patch16_224": (_IMAGENET, DeiT, dict(embed_dim=384, depth=12, num_heads=6)),
@@ -117,6 +121,12 @@ def timesformer_tiny_patch8_32(pretrained: bool = False, **kwargs: Any) -> TimeS
 def timesformer_tiny6_patch8_32(pretrained: bool = False, **kwargs: Any) -> TimeSformer:
     """The tiny TimeSformer at depth 6 (the demo's model): its interpreters sit where tokens localise."""
     return _create("timesformer_tiny6_patch8_32", pretrained, kwargs)
+
+
+@register_model
+def timesformer_tiny6_patch4_28(pretrained: bool = False, **kwargs: Any) -> TimeSformer:
+    """The tiny TimeSformer at depth 6 on 28x28 crops with 4-pixel patches (the clutter benchmark's model)."""
+    return _create("timesformer_tiny6_patch4_28", pretrained, kwargs)
 
 
 @register_model
