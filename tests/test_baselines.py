@@ -1,6 +1,8 @@
-"""Training-free baselines: exact budgets, CLS-attention scores, ToMe matching and merging."""
+"""Training-free baselines: exact budgets, CLS-attention scores, ToMe matching and merging, and the
+oracle references (actor-mask coverage, per-sample counts)."""
 import pytest
 import torch
+from einops import rearrange
 
 from video_iared import baselines
 from video_iared.flops import model_macs, shape_of
@@ -96,3 +98,131 @@ def test_tome_r0_is_dense_and_merging_lowers_cost(model, clip):
     shape = shape_of(model)
     assert baselines.tome_macs(shape, 0) == model_macs(shape).item()
     assert baselines.tome_macs(shape, 3) < baselines.tome_macs(shape, 1) < baselines.tome_macs(shape, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Oracle references: actor-mask coverage scores and per-sample counts
+
+
+def actor_masks() -> torch.Tensor:
+    """(3, 4, 32, 32) masks on the 4 x 4 patch grid of TINY: sample 0 covers 24 pixels of location 0 in
+    every frame (4 tokens), sample 1 16 to 36 pixels of locations 5, 6, 9, 10 in frame 2 (4 tokens) and 3
+    pixels of location 15 in frame 3 (1 token), sample 2 nothing."""
+    masks = torch.zeros(3, 4, 32, 32, dtype=torch.uint8)
+    masks[0, :, 0:8, 0:3] = 1
+    masks[1, 2, 10:20, 10:20] = 255
+    masks[1, 3, 31, 29:32] = 1
+    return masks
+
+
+def test_mask_coverage_values_in_the_token_order():
+    masks = torch.zeros(1, 2, 4, 4, dtype=torch.uint8)  # T = 2 frames, 2 x 2 patches of 2 x 2 pixels
+    masks[0, 0, 0, 0] = 1          # frame 0, location 0: 1 of 4 pixels
+    masks[0, 1, 0:2, 2:4] = 7      # frame 1, location 1 (top right): all of it, any nonzero value
+    masks[0, 0, 2:4, 0] = 1        # frame 0, location 2 (bottom left): 2 of 4
+    # token j = location j // T of frame j % T
+    assert baselines.mask_coverage(masks, 2).tolist() == [[0.25, 0.0, 0.0, 1.0, 0.5, 0.0, 0.0, 0.0]]
+
+
+def test_mask_coverage_matches_the_models_token_layout():
+    """A patch embedding that averages channel 0 over each patch makes every token's feature 0 its
+    coverage: the scorer's order is the model's."""
+    net = TimeSformer(**TINY).eval()
+    with torch.no_grad():
+        net.patch_embed.proj.weight.zero_()
+        net.patch_embed.proj.weight[0, 0] = 1 / 64
+        net.patch_embed.proj.bias.zero_()
+        net.pos_embed.zero_()
+        net.time_embed.zero_()
+        masks = actor_masks()
+        state = net.embed(masks[:, None].expand(-1, 3, -1, -1, -1).float().clamp(max=1))
+    assert torch.allclose(state.patches[:, 0].view(3, 64), baselines.mask_coverage(masks, 8))
+
+
+def test_oracle_scores_rank_by_coverage_and_break_ties_at_random():
+    masks = actor_masks()
+    coverage = baselines.mask_coverage(masks, 8)
+    scores = baselines.oracle_scores(masks, 8, torch.Generator().manual_seed(0))
+    again = baselines.oracle_scores(masks, 8, torch.Generator().manual_seed(0))
+    assert torch.equal(scores, again)
+    assert bool(((scores - coverage) >= 0).all() and ((scores - coverage) < 0.5 / 64).all())
+    present = torch.ones(3, 64, dtype=torch.bool)
+    keep = baselines.keep_top(scores, present, 4)
+    assert torch.equal(keep[0], coverage[0] > 0)  # the 4 covered tokens first
+    assert torch.equal(keep[1], coverage[1] >= 16 / 64)  # the 3/64-covered token comes fifth
+    # without an actor every token ties: each sample draws its own, not the same positions
+    empty = baselines.oracle_scores(torch.zeros(2, 4, 32, 32), 8, torch.Generator().manual_seed(0))
+    background = baselines.keep_top(empty, present[:2], 4)
+    assert background.sum(1).tolist() == [4, 4] and not torch.equal(background[0], background[1])
+
+
+def expected_actor_keep(masks: torch.Tensor) -> torch.Tensor:
+    """(B, T, N) the tokens each mask touches, from the pixels directly."""
+    touched = masks.view(3, 4, 4, 8, 4, 8).amax((3, 5)) > 0  # (B, T, h, w)
+    return touched.flatten(2)
+
+
+def test_actor_mask_keeps_exactly_the_masked_tokens(model, clip):
+    masks = actor_masks()
+    expected = expected_actor_keep(masks)
+    coverage = baselines.mask_coverage(masks, 8)
+    with torch.no_grad():
+        logits, kept = baselines.drop_tokens(model, clip, [1], [(coverage > 0).sum(1)],
+                                             lambda block, state: coverage)
+        out = baselines.actor_mask_predictor(model, 1)(clip, masks)
+        state = model.forward_blocks(model.embed(clip), 0, 1)
+        state = state.select(rearrange(expected, "b t n -> b (n t)"))
+        reference = model.head(model.pool(model.forward_blocks(state, 1)))
+    assert torch.equal(kept[0], expected)
+    assert expected.sum((1, 2)).tolist() == [4, 5, 0]
+    assert out.keep.flatten().tolist() == [4 / 64, 5 / 64, 0.0]
+    assert torch.allclose(out.logits, reference, atol=1e-5) and torch.allclose(logits, reference, atol=1e-5)
+
+
+def test_random_same_count_keeps_the_same_counts_elsewhere(model, clip):
+    masks = actor_masks()
+    with torch.no_grad():
+        actor = baselines.actor_mask_predictor(model, 1)(clip, masks)
+        rand = baselines.random_same_count_predictor(model, 1, seed=0)(clip, masks)
+        again = baselines.random_same_count_predictor(model, 1, seed=0)(clip, masks)
+        counts = (baselines.mask_coverage(masks, 8) > 0).sum(1)
+        _, kept = baselines.drop_tokens(model, clip, [1], [counts],
+                                        baselines.random_scores(torch.Generator().manual_seed(0)))
+    assert torch.equal(rand.keep, actor.keep) and torch.equal(rand.logits, again.logits)
+    assert kept[0].sum((1, 2)).tolist() == [4, 5, 0]
+    assert not torch.equal(kept[0], expected_actor_keep(masks))
+
+
+def test_per_sample_count_drop_costs_what_the_counter_says(model, clip):
+    masks = actor_masks()
+    with torch.no_grad():
+        out = baselines.actor_mask_predictor(model, 1)(clip, masks)
+    shape = shape_of(model)
+    reference = model_macs(shape, group_starts=[1], group_keep=[expected_actor_keep(masks)],
+                           interpreter_heads=0)
+    assert torch.equal(out.macs, reference)
+    dense = model_macs(shape).item()
+    assert out.macs[0] < dense and out.macs[2] < out.macs[0] and len(set(out.macs.tolist())) == 3
+
+
+def test_oracle_predictor_keeps_the_budget_at_no_scorer_cost(model, clip):
+    masks = actor_masks()
+    with torch.no_grad():
+        oracle = baselines.oracle_predictor(model, [1, 3], [0.5, 0.0625])(clip, masks)
+        rand = baselines.random_predictor(model, [1, 3], [0.5, 0.0625])(clip)
+    assert oracle.keep.tolist() == rand.keep.tolist() == [[0.5, 0.0625]] * 3  # 32 then 4 of 64
+    scores = baselines.oracle_scores(masks, 8, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        _, kept = baselines.drop_tokens(model, clip, [1, 3], [32, 4], lambda block, state: scores)
+    keep = [k.cpu() for k in kept]
+    assert torch.equal(oracle.macs, model_macs(shape_of(model), group_starts=[1, 3], group_keep=keep,
+                                               interpreter_heads=0))
+    assert torch.equal(kept[1][0], expected_actor_keep(masks)[0])  # sample 0: its 4 covered tokens last
+
+
+def test_per_sample_counts_must_not_grow(model, clip):
+    grow = [torch.tensor([3, 2, 1]), torch.tensor([4, 1, 1])]
+    with pytest.raises(ValueError, match="non-increasing"):
+        baselines.drop_tokens(model, clip, [0, 2], grow, lambda block, state: torch.rand(3, 64))
+    with pytest.raises(ValueError, match="do not match"):
+        baselines.actor_mask_predictor(model, 1)(clip, actor_masks()[:, :, :16])

@@ -8,7 +8,7 @@ import torch
 
 from video_iared.engine.aggregate import (ViewRecords, centre_view, dedupe_views, per_class_accuracy,
                                           topk_correct, video_scores)
-from video_iared.engine.harness import Batch, Prediction, ViewPass, gather_views, run_views
+from video_iared.engine.harness import Batch, MaskPredictor, Prediction, ViewPass, gather_views, run_views
 from video_iared.engine.metrics import compute_metrics
 from video_iared.engine.results import format_table, write_metrics, write_predictions
 from torch.utils.data import DistributedSampler
@@ -111,6 +111,25 @@ def test_run_views_times_after_warmup():
     out = run_views(predict, batches, prepare=lambda x: x.float(), warmup=1)
     assert calls == [torch.float32] * 3 and len(out.records) == 6 and out.timed_views == 4
     assert out.records.keep.shape == (6, 0)
+
+
+def test_run_views_gives_mask_predictors_the_batch_masks():
+    seen = []
+
+    def predict(clip, masks):
+        seen.append(masks.sum().item())
+        return Prediction(torch.zeros(clip.shape[0], 2), torch.ones(clip.shape[0], dtype=torch.float64),
+                          torch.ones(clip.shape[0], 0))
+
+    clip = torch.zeros(2, 3, 1, 4, 4, dtype=torch.uint8)
+    batches = [Batch(clip, torch.zeros(2), torch.tensor([i, i]), torch.tensor([0, 1]),
+                     torch.full((2, 1, 4, 4), i, dtype=torch.uint8)) for i in range(3)]
+    out = run_views(MaskPredictor(predict), batches, prepare=lambda x: x.float())
+    assert seen == [0, 32, 64] and len(out.records) == 6
+    plain = [Batch(*batch[:4]) for batch in batches]  # a loader without masks
+    assert plain[0].masks is None
+    with pytest.raises(ValueError, match="with_masks=True"):
+        run_views(MaskPredictor(predict), plain, prepare=lambda x: x.float())
 
 
 def test_iared_predictor_budget_and_threshold_costs():

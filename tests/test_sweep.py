@@ -1,4 +1,5 @@
-"""`video-iared evaluate` and `video-iared sweep` end to end on a few generated videos, tiny models."""
+"""`video-iared evaluate` and `video-iared sweep` end to end on a few generated videos, tiny models
+(the oracle rows on square videos with actor-mask sidecars)."""
 import csv
 import json
 
@@ -6,11 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from tiny_videos import write_dataset
+from video_iared.baselines import budget_counts
 from video_iared.cli import main
 from video_iared.data.video import write_video
 from video_iared.models.build import build_model
 from video_iared.config import load_config
-from video_iared.sweep import SweepPoint, cumulative_budget, reduction_within, summary_lines
+from video_iared.sweep import (DEFAULT_FINAL_KEEPS, SweepPoint, budget_points, cumulative_budget, curve_style,
+                               final_keep_ratio, plot_frontier, reduction_within, summary_lines)
 
 NUM_CLASSES = 3
 
@@ -91,3 +95,73 @@ def test_reduction_within_picks_the_cheapest_setting_close_to_dense():
     assert reduction_within(points, 1.0) == {"a": 2.5, "b": None}
     assert summary_lines(points)[-2].split() == ["a", "2.00x", "2.50x"]
     assert cumulative_budget(0.5, 3) == [0.5, 0.25, 0.125]
+
+
+@pytest.fixture(scope="module")
+def masked_dataset(tmp_path_factory) -> str:
+    """3 square videos with their actor-mask sidecars, listed in ``val.csv``."""
+    return str(write_dataset(tmp_path_factory.mktemp("masked"), num_videos=3))
+
+
+def test_budget_points_by_final_keep():
+    assert budget_points([0.7], [0.1], 4) == [("rho=0.7", 0.7), ("keep=0.1 (rho=0.56)", 0.1 ** 0.25)]
+    assert cumulative_budget(final_keep_ratio(0.1, 4), 4)[-1] == pytest.approx(0.1)
+    assert budget_points([0.7, 0.5], None, 3) == [("rho=0.7", 0.7), ("rho=0.5", 0.5)]
+    for groups in (1, 3, 4, 12):  # the default reaches a cumulative keep of 0.1 whatever the group count
+        settings = budget_points([], None, groups)
+        assert len(settings) == len(DEFAULT_FINAL_KEEPS)
+        assert cumulative_budget(settings[-1][1], groups)[-1] == pytest.approx(0.1)
+        assert settings[-1][0].startswith("keep=0.1 (rho=")
+    with pytest.raises(ValueError, match="final keep"):
+        final_keep_ratio(0.0, 3)
+
+
+def test_mask_rows_are_reduced_and_drawn_apart(tmp_path):
+    points = [SweepPoint("dense", "-", 10.0, 90.0, 88.0, 1.0, 1.0),
+              SweepPoint("random", "keep=0.1 (rho=0.46)", 2.0, 70.0, 60.0, 0.2, 1.0),
+              SweepPoint("oracle", "keep=0.5 (rho=0.79)", 5.0, 89.8, 88.0, 0.5, 1.0),
+              SweepPoint("oracle", "keep=0.1 (rho=0.46)", 2.0, 89.0, 88.0, 0.2, 1.0),
+              SweepPoint("actor-mask", "block 0", 1.5, 90.0, 88.0, 0.1, 1.0),
+              SweepPoint("random-same-count", "block 0", 1.5, 60.0, 55.0, 0.1, 1.0)]
+    assert reduction_within(points, 0.5) == {"random": None, "oracle": 2.0, "actor-mask": 10 / 1.5,
+                                             "random-same-count": None}
+    assert reduction_within(points, 1.0)["oracle"] == 5.0
+    lines = summary_lines(points)
+    assert any("read the test set's actor masks" in line for line in lines)
+    assert "keep=0.1 (rho=0.46)" in lines[2]
+    assert curve_style("oracle")["linestyle"] == "--" and curve_style("random") == {"marker": "o"}
+    assert curve_style("actor-mask")["linestyle"] == "none"
+    plot_frontier(points, tmp_path / "frontier.png", title="t")
+    assert (tmp_path / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_oracle_rows_and_deep_budgets(masked_dataset, tmp_path, capsys):
+    options = overrides(masked_dataset, tmp_path, "data.test_list=val.csv")
+    save_random_checkpoint(tmp_path / "dense.pth", options)
+    assert main(["sweep", "--checkpoint", str(tmp_path / "dense.pth"), "--final-keeps", "0.5,0.1",
+                 "--tome-r", "1", "--oracle", *options]) == 0
+    result = json.loads((tmp_path / "sweep.json").read_text())
+    points = {(p["method"], p["setting"]): p for p in result["points"]}
+    half, tenth = "keep=0.5 (rho=0.79)", "keep=0.1 (rho=0.46)"  # 3 groups at blocks 0, 1, 3 of 4
+    assert list(points) == [("dense", "-"), ("random", half), ("cls-topk", half), ("oracle", half),
+                            ("random", tenth), ("cls-topk", tenth), ("oracle", tenth),
+                            ("actor-mask", "block 0"), ("random-same-count", "block 0"), ("tome", "r=1")]
+    counts = budget_counts(cumulative_budget(final_keep_ratio(0.1, 3), 3), 128)  # 8 frames x 16 patches
+    assert counts[-1] == 13
+    deep = sum(k / 128 * blocks for k, blocks in zip(counts, [1, 2, 1])) / 4
+    for method in ("random", "cls-topk", "oracle"):
+        assert points[(method, tenth)]["kept_share"] == pytest.approx(deep, abs=1e-6)
+        assert points[(method, tenth)]["gflops_per_view"] < points[(method, half)]["gflops_per_view"]
+    actor, control = points[("actor-mask", "block 0")], points[("random-same-count", "block 0")]
+    assert 0 < actor["kept_share"] < 0.5 and actor["kept_share"] == pytest.approx(control["kept_share"])
+    assert "oracle" in result["reduction_within_0.5"] and "actor-mask" in result["reduction_within_1.0"]
+    assert "read the test set's actor masks" in capsys.readouterr().out
+
+
+def test_sweep_oracle_without_sidecars_names_the_missing_one(dataset, tmp_path, capsys):
+    options = overrides(dataset, tmp_path)
+    save_random_checkpoint(tmp_path / "dense.pth", options)
+    assert main(["sweep", "--checkpoint", str(tmp_path / "dense.pth"), "--oracle", *options]) == 1
+    err = capsys.readouterr().err
+    assert "6 of 6 videos have no actor-mask sidecar" in err and "0.masks.npz" in err
+    assert "without --oracle" in err and not (tmp_path / "sweep.json").exists()

@@ -15,6 +15,15 @@ share) so ``evaluate`` and ``sweep`` treat them exactly like the IA-RED² model:
 Random and top-k share the IA-RED² model's ``budget`` decision (top ``k`` per sample) at the
 cumulative budgets of its groups, and its packed path: dropped tokens are physically
 removed by :meth:`~video_iared.models.tokens.TokenState.select`.
+
+And references that read the test set's actor masks (:class:`~video_iared.engine.harness.MaskPredictor`:
+``(clip, masks)``), so not methods but bounds and dataset checks:
+
+- **oracle**: the same budgets, tokens ranked by the share of their pixels the actor mask covers
+  (:func:`mask_coverage`, ties broken at random); scoring is free.
+- **actor-mask**: keep exactly the tokens the mask touches (coverage > 0), one drop at the first group
+  start, so every sample keeps its own count; **random-same-count** keeps as many random tokens per
+  sample at the same block, its control. Together: does keeping only the actor's tokens hold accuracy?
 """
 from __future__ import annotations
 
@@ -26,7 +35,7 @@ import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
 from torch import Tensor
 
-from video_iared.engine.harness import Prediction, Predictor
+from video_iared.engine.harness import MaskPredictor, Prediction, Predictor
 from video_iared.flops import VitShape, block_macs, group_kept_shares, mlp_macs, model_macs, shape_of
 from video_iared.models.cost import forward_macs
 from video_iared.models.interpreter import check_budgets, decide
@@ -34,11 +43,13 @@ from video_iared.models.layers import Attention, group_softmax
 from video_iared.models.timesformer import Block, TimeSformer
 from video_iared.models.tokens import TokenState
 
-__all__ = ["budget_counts", "random_scores", "cls_attention_scores", "drop_tokens", "drop_forward",
-           "random_predictor", "topk_predictor", "bipartite_matching", "merge_tokens", "tome_forward",
-           "tome_macs", "tome_predictor", "tome_schedule"]
+__all__ = ["budget_counts", "random_scores", "cls_attention_scores", "mask_coverage", "oracle_scores",
+           "keep_top", "drop_tokens", "drop_forward", "random_predictor", "topk_predictor",
+           "oracle_predictor", "actor_mask_predictor", "random_same_count_predictor", "bipartite_matching",
+           "merge_tokens", "tome_forward", "tome_macs", "tome_predictor", "tome_schedule"]
 
 Scorer = Callable[[Block, TokenState], Tensor]  # (block about to run, state) -> scores (B, N*T)
+Count = int | Tensor  # tokens kept per sample: one for all (a budget), or (B,) per sample
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,32 +106,75 @@ def cls_attention_scores(block: Block, state: TokenState) -> Tensor:
     return scores.index_copy_(0, layout.flat, weights).view(layout.batch, layout.tokens_per_sample)
 
 
+def mask_coverage(masks: Tensor, patch_size: int) -> Tensor:
+    """Actor masks (B, T, H, W) (nonzero = actor) -> (B, N*T) share of each patch token's pixels that
+    the mask covers, in the model's token order ``(n t)`` (location n row-major on the patch grid)."""
+    return reduce((masks > 0).float(), "b t (h p) (w q) -> b (h w t)", "mean", p=patch_size, q=patch_size)
+
+
+def oracle_scores(masks: Tensor, patch_size: int, generator: torch.Generator) -> Tensor:
+    """(B, N*T) :func:`mask_coverage` plus a random tie-break below half a coverage step (1/p²): equal
+    coverages (all the background) are ranked at random, not by position; distinct ones keep their order."""
+    coverage = mask_coverage(masks, patch_size)
+    noise = torch.rand(coverage.shape, generator=generator).to(coverage.device)
+    return coverage + noise * (0.5 / patch_size ** 2)
+
+
+def _fixed(scores: Tensor) -> Scorer:
+    """A scorer returning precomputed (B, N*T) scores (absent tokens are masked by the decision)."""
+    return lambda block, state: scores
+
+
 # ---------------------------------------------------------------------------------------------
 # Dropping on the packed path
 
 
-def drop_tokens(model: TimeSformer, clip: Tensor, group_starts: Sequence[int], counts: Sequence[int],
+def keep_top(scores: Tensor, present: Tensor, count: Count) -> Tensor:
+    """(B, L) keep mask of the ``count`` best-scored present tokens of each sample.
+
+    An int count is the IA-RED² ``budget`` decision (the same for every sample); a (B,) tensor gives
+    each sample its own, by the rank of its scores (a data-dependent decision, like a threshold).
+    """
+    if isinstance(count, int):
+        return decide(scores, present, "budget", budget=count)[0]
+    order = scores.masked_fill(~present, float("-inf")).argsort(dim=1, descending=True, stable=True)
+    positions = torch.arange(scores.shape[1], device=scores.device).expand_as(order)
+    rank = torch.empty_like(order).scatter_(1, order, positions)
+    return (rank < count.to(scores.device)[:, None]) & present
+
+
+def _check_counts(counts: Sequence[Count], total: int) -> None:
+    """Counts per group, non-increasing per sample (a dropped token stays dropped) and in [0, total]."""
+    previous: Count = total
+    for k in counts:
+        if bool((torch.as_tensor(k) > previous).any() or (torch.as_tensor(k) < 0).any()):
+            shown = [c if isinstance(c, int) else c.tolist() for c in counts]
+            raise ValueError(f"token counts {shown} must be non-increasing and at most {total}")
+        previous = k
+
+
+def drop_tokens(model: TimeSformer, clip: Tensor, group_starts: Sequence[int], counts: Sequence[Count],
                 scorer: Scorer) -> tuple[Tensor, list[Tensor]]:
     """Run ``model`` keeping the ``counts[g]`` best-scored present tokens per sample from block
     ``group_starts[g]`` on, physically removed -> (logits, keep masks (B, T, N) per group, on the device).
 
-    Counts are non-increasing, so every sample keeps exactly ``counts[g]``: no host read.
+    An int count is the same for every sample: non-increasing, so every sample keeps exactly it and the
+    row count needs no host read. A (B,) tensor count is per sample (:func:`keep_top`); its drop reads
+    the kept counts once, like a threshold decision.
     """
     if len(group_starts) != len(counts) or not group_starts:
         raise ValueError(f"{len(group_starts)} group starts for {len(counts)} budgets")
     state, done, masks = model.embed(clip), 0, []
-    total = state.layout.tokens_per_sample
-    if list(counts) != sorted(counts, reverse=True) or counts[0] > total:
-        raise ValueError(f"token counts {list(counts)} must be non-increasing and at most {total}")
+    _check_counts(counts, state.layout.tokens_per_sample)
     for start, k in zip(group_starts, counts):
         state = model.forward_blocks(state, done, start)
-        keep, _ = decide(scorer(model.blocks[start], state), state.layout.keep_mask(), "budget", budget=k)
-        state, done = state.select(keep, per_sample=k), start
+        keep = keep_top(scorer(model.blocks[start], state), state.layout.keep_mask(), k)
+        state, done = state.select(keep, per_sample=k if isinstance(k, int) else None), start
         masks.append(rearrange(keep, "b (n t) -> b t n", t=state.layout.frames))
     return model.head(model.pool(model.forward_blocks(state, done))), masks
 
 
-def drop_forward(model: TimeSformer, clip: Tensor, group_starts: Sequence[int], counts: Sequence[int],
+def drop_forward(model: TimeSformer, clip: Tensor, group_starts: Sequence[int], counts: Sequence[Count],
                  scorer: Scorer, scorer_heads: int) -> Prediction:
     """:func:`drop_tokens` as a prediction: MACs come from the analytic counter, the scorer counted
     like an interpreter with ``scorer_heads`` heads (0 = free)."""
@@ -143,6 +197,50 @@ def topk_predictor(model: TimeSformer, group_starts: Sequence[int], budget: Sequ
     counts = budget_counts(budget, _tokens(model))
     heads = model.blocks[0].attn.num_heads
     return lambda clip: drop_forward(model, clip, group_starts, counts, cls_attention_scores, heads)
+
+
+def oracle_predictor(model: TimeSformer, group_starts: Sequence[int], budget: Sequence[float],
+                     seed: int = 0) -> MaskPredictor:
+    """Top-k by actor-mask coverage (:func:`oracle_scores`) at a cumulative ``budget`` per group: the
+    token counts of random and CLS top-k; the scorer reads the labels, so it costs no MACs."""
+    generator = torch.Generator().manual_seed(seed)
+    counts = budget_counts(budget, _tokens(model))
+
+    def predict(clip: Tensor, masks: Tensor) -> Prediction:
+        scores = oracle_scores(_masks_like(masks, clip), model.patch_size, generator)
+        return drop_forward(model, clip, group_starts, counts, _fixed(scores), 0)
+
+    return MaskPredictor(predict)
+
+
+def actor_mask_predictor(model: TimeSformer, group_start: int) -> MaskPredictor:
+    """Keep exactly the tokens the actor mask touches (coverage > 0) from block ``group_start`` on, one
+    drop: each sample keeps its own count (none when its view shows no actor)."""
+
+    def predict(clip: Tensor, masks: Tensor) -> Prediction:
+        coverage = mask_coverage(_masks_like(masks, clip), model.patch_size)
+        return drop_forward(model, clip, [group_start], [(coverage > 0).sum(1)], _fixed(coverage), 0)
+
+    return MaskPredictor(predict)
+
+
+def random_same_count_predictor(model: TimeSformer, group_start: int, seed: int = 0) -> MaskPredictor:
+    """The control of :func:`actor_mask_predictor`: per sample, as many uniformly random tokens as its
+    mask touches, dropped at the same block."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def predict(clip: Tensor, masks: Tensor) -> Prediction:
+        count = (mask_coverage(_masks_like(masks, clip), model.patch_size) > 0).sum(1)
+        return drop_forward(model, clip, [group_start], [count], random_scores(generator), 0)
+
+    return MaskPredictor(predict)
+
+
+def _masks_like(masks: Tensor, clip: Tensor) -> Tensor:
+    """``masks`` (B, T, H, W), checked against the clip (B, C, T, H, W) they were cropped with."""
+    if masks.shape != clip[:, 0].shape:
+        raise ValueError(f"actor masks {tuple(masks.shape)} do not match clips {tuple(clip.shape)}")
+    return masks
 
 
 def _tokens(model: TimeSformer) -> int:

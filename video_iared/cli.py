@@ -100,6 +100,29 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from video_iared.engine.calibrate import calibrate
+
+    entry = calibrate(load_config(args.config, args.overrides), args.checkpoint, videos=args.videos,
+                      out=args.out, budget=args.budget)
+    thresholds = ", ".join(f"{t:.4f}" for t in entry["thresholds"])
+    print(f"calibrated thresholds [{thresholds}] to budget {entry['budget']} on {entry['videos']} training "
+          f"videos -> {args.out or args.checkpoint}; evaluate with iared.decision=calibrated")
+    return 0
+
+
+def _register_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="fit one threshold per interpreter group so the threshold decision "
+                       "costs what iared.budget costs on average; saves them into the checkpoint")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="IA-RED2 checkpoint (written back atomically)")
+    p.add_argument("--budget", type=_numbers(float), default=None,
+                   help="cumulative keep ratio per group, comma-separated (default: iared.budget)")
+    p.add_argument("--videos", type=int, default=256, help="training videos to fit on (default 256)")
+    p.add_argument("--out", default=None, help="write the calibrated checkpoint here instead")
+    p.set_defaults(func=_cmd_calibrate)
+
+
 def _numbers(kind: type) -> Callable[[str], list]:
     """argparse type for a comma-separated list (``0.7,0.5``); ``nargs`` would swallow overrides."""
     return lambda text: [kind(item) for item in text.split(",") if item]
@@ -108,23 +131,35 @@ def _numbers(kind: type) -> Callable[[str], list]:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from video_iared.sweep import sweep
 
-    sweep(load_config(args.config, args.overrides), args.checkpoint, thresholds=args.thresholds,
-          keep_ratios=args.keep_ratios, tome_r=args.tome_r, warmup=args.warmup)
+    try:
+        sweep(load_config(args.config, args.overrides), args.checkpoint, thresholds=args.thresholds,
+              keep_ratios=args.keep_ratios or (), final_keeps=args.final_keeps, tome_r=args.tome_r,
+              oracle=args.oracle, warmup=args.warmup)
+    except FileNotFoundError as err:  # a missing checkpoint, list or mask sidecar: one line, not a trace
+        print(f"video-iared sweep: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _register_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="accuracy vs GFLOPs of IA-RED2 (thresholds, budgets), random drop, "
-                       "CLS-attention top-k, ToMe and dense; writes sweep.json and sweep.png to "
-                       "run.output_dir")
+                       "CLS-attention top-k, ToMe and dense (--oracle: and actor-mask references); writes "
+                       "sweep.json and sweep.png to run.output_dir")
     _add_checkpoint_args(p, warmup=1)
     p.add_argument("--thresholds", type=_numbers(float), default=[0.3, 0.5, 0.7, 0.8, 0.9],
                    help="IA-RED2 threshold decisions, comma-separated (default 0.3,0.5,0.7,0.8,0.9)")
-    p.add_argument("--keep-ratios", type=_numbers(float), default=[0.9, 0.8, 0.7, 0.6, 0.5],
+    p.add_argument("--keep-ratios", type=_numbers(float), default=None,
                    help="per-group keep ratios rho, comma-separated: budgets [rho, rho^2, ...] for IA-RED2, "
-                   "random and top-k (default 0.9,0.8,0.7,0.6,0.5)")
+                   "random, top-k and oracle")
+    p.add_argument("--final-keeps", type=_numbers(float), default=None,
+                   help="budgets by their cumulative keep c after the last group (rho = c^(1/groups)), "
+                   "comma-separated; with neither flag: 0.7,0.5,0.3,0.2,0.1")
     p.add_argument("--tome-r", type=_numbers(int), default=[1, 2, 3],
                    help="ToMe locations merged per block, comma-separated (default 1,2,3)")
+    p.add_argument("--oracle", action="store_true",
+                   help="add rows that read the test videos' actor masks (x.masks.npz sidecars): oracle "
+                   "(top-k by mask coverage at every budget), actor-mask (only the tokens the mask touches) "
+                   "and random-same-count (as many random tokens)")
     p.set_defaults(func=_cmd_sweep)
 
 
@@ -229,8 +264,8 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
 
 
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _register_flops, _register_train, _register_evaluate, _register_sweep, _register_interpret,
-    _register_predict, _register_demo]
+    _register_flops, _register_train, _register_evaluate, _register_calibrate, _register_sweep,
+    _register_interpret, _register_predict, _register_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -96,7 +96,7 @@ class IARedConfig:
     """The paper's schedule and reward (Pan et al. 2021, Sec. 3); hyperparameters are not public."""
 
     stage: Literal["backbone", "interpreters", "finetune"] = "backbone"
-    decision: Literal["threshold", "budget", "none"] = "threshold"  # at evaluation
+    decision: Literal["threshold", "calibrated", "budget", "none"] = "threshold"  # at evaluation
     threshold: float = 0.5
     budget: list[float] = field(default_factory=list)  # cumulative keep ratio per group
     wrong_penalty: float = 1.0  # tau: reward of a wrong prediction is -tau

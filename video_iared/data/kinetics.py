@@ -236,9 +236,10 @@ class VideoDataset(torch.utils.data.Dataset):
 
         return read_clip(path, index_fn, num_threads=self.decode_threads, fault_tol=self.fault_tol)
 
-    def _test_item(self, index: int) -> tuple[torch.Tensor, int, int, int]:
-        """One view; a failed video gives a zero clip and label -1 (the engine excludes it from
-        accuracy; ``failures`` lists it). The spatial crops of one window share one decode."""
+    def _test_item(self, index: int) -> tuple[torch.Tensor, ...]:
+        """One view ``(clip, label, video, view)``, and its masks ``(T, crop, crop)`` when ``with_masks``;
+        a failed video gives a zero clip and label -1 (the engine excludes it from accuracy; ``failures``
+        lists it). The spatial crops of one window share one decode."""
         video, view = divmod(index, self.num_views)
         temporal, spatial = divmod(view, self.num_spatial_crops)
         path, label = self.items[video]
@@ -254,8 +255,12 @@ class VideoDataset(torch.utils.data.Dataset):
         decoded = self._cache[1]
         if isinstance(decoded, VideoDecodeError):
             blank = torch.zeros(3, self.num_frames, self.crop_size, self.crop_size, dtype=torch.uint8)
-            return blank, -1, video, view
+            return (blank, -1, video, view, blank[0]) if self.with_masks else (blank, -1, video, view)
         height, width = decoded.frames.shape[1:3]
         box: Box = multi_view_crop_boxes(height, width, crop_size=self.crop_size,
                                          num_crops=self.num_spatial_crops, short_side=self.crop_size)[spatial]
-        return crop_clip(decoded.frames, box, size=self.crop_size), label, video, view
+        clip = crop_clip(decoded.frames, box, size=self.crop_size)
+        if self.with_masks:  # the view's actor masks through the same frames and box (the oracle rows)
+            masks = _load_masks(path, decoded.indices, (height, width))
+            return clip, label, video, view, crop_masks(masks, box, size=self.crop_size)
+        return clip, label, video, view

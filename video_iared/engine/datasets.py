@@ -10,12 +10,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from video_iared.config import Config, ConfigError
+from video_iared.data.files import mask_sidecar_path
 from video_iared.data.kinetics import VideoDataset
 from video_iared.models.registry import get_model_info
 
 from .sampler import ResumableSampler
 
-__all__ = ["InputSpec", "input_spec", "build_dataset", "build_loader", "loader_seed"]
+__all__ = ["InputSpec", "input_spec", "build_dataset", "build_loader", "loader_seed", "check_mask_sidecars"]
 
 
 @dataclass(frozen=True)
@@ -46,21 +47,39 @@ def input_spec(cfg: Config) -> InputSpec:
         train_jitter_scales=(jitter[0], jitter[1]), mean=tuple(info.mean), std=tuple(info.std))
 
 
+def check_mask_sidecars(dataset: VideoDataset, list_path: str) -> None:
+    """Raise ``FileNotFoundError`` naming the first video of the list without a mask sidecar."""
+    missing = [mask_sidecar_path(path) for path, _ in dataset.items
+               if not os.path.exists(mask_sidecar_path(path))]
+    if missing:
+        raise FileNotFoundError(
+            f"{list_path}: {len(missing)} of {len(dataset.items)} videos have no actor-mask sidecar, the "
+            f"first {missing[0]}; the oracle rows (sweep --oracle) need an x.masks.npz (uint8 masks "
+            f"(frames, H, W), nonzero = actor) beside every test video: write them, or sweep without "
+            f"--oracle")
+
+
 def build_dataset(cfg: Config, split: Literal["train", "val", "test"], spec: InputSpec, *,
                   with_masks: bool = False) -> VideoDataset:
     """The ``split`` list of ``cfg.data`` producing the clips ``spec`` describes (and the actor masks
-    of datasets that have them when ``with_masks``: interpretability metrics)."""
+    of datasets that have them when ``with_masks``: interpretability metrics, the sweep's oracle rows;
+    for the test split every video must have its sidecar, checked here)."""
     data = cfg.data
     if not data.root:
         raise ConfigError("data.root is not set: point it at the folder holding the video lists")
     list_name = {"train": data.train_list, "val": data.val_list, "test": data.test_list}[split]
-    return VideoDataset(
-        os.path.join(data.root, list_name), split=split, num_frames=spec.num_frames,
+    list_path = os.path.join(data.root, list_name)
+    views_with_masks = split == "test" and with_masks
+    dataset = VideoDataset(
+        list_path, split=split, num_frames=spec.num_frames,
         sampling_rate=spec.sampling_rate, crop_size=spec.crop_size,
         train_jitter_scales=spec.train_jitter_scales,
         test_scale=data.test_scale or round(spec.crop_size * 256 / 224),
         num_ensemble_views=data.num_ensemble_views, num_spatial_crops=data.num_spatial_crops,
         path_prefix=data.path_prefix or None, flip=data.flip, with_masks=with_masks, seed=cfg.run.seed)
+    if views_with_masks:
+        check_mask_sidecars(dataset, list_path)
+    return dataset
 
 
 def loader_seed(seed: int, epoch: int) -> int:

@@ -51,9 +51,11 @@ def evaluate(cfg: Config, checkpoint: str, *, warmup: int = 2) -> dict[str, Any]
 
 def decision_label(cfg: Config) -> str:
     """How an evaluated model chose its tokens, for tables: ``threshold 0.5``, ``budget 0.45/0.2``,
-    ``dense``."""
+    ``thresholds calibrated to 0.45/0.2``, ``dense``."""
     if not cfg.model.interpreter_blocks or cfg.iared.decision == "none":
         return "dense"
     if cfg.iared.decision == "budget":
         return "budget " + "/".join(f"{ratio:g}" for ratio in cfg.iared.budget)
+    if cfg.iared.decision == "calibrated":
+        return "thresholds calibrated to " + "/".join(f"{ratio:g}" for ratio in cfg.iared.budget)
     return f"threshold {cfg.iared.threshold:g}"

@@ -2,6 +2,7 @@
 :class:`Prediction` out (logits, analytic MACs per sample, kept share per reduction step) — so the
 IA-RED² model, the dense model and the training-free baselines (``video_iared.baselines``) run through
 the same loop, timed the same way, and their views are gathered from every rank the same way.
+A :class:`MaskPredictor` (the oracle baselines) also receives each batch's actor masks.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from video_iared.models.iared import backbone_of, group_starts_of
 
 from .aggregate import ViewRecords, dedupe_views
 
-__all__ = ["Prediction", "Predictor", "Batch", "ViewPass", "run_views", "gather_views", "model_predictor"]
+__all__ = ["Prediction", "Predictor", "MaskPredictor", "Batch", "ViewPass", "run_views", "gather_views",
+           "model_predictor"]
 
 
 class Prediction(NamedTuple):
@@ -32,13 +34,29 @@ class Prediction(NamedTuple):
 Predictor = Callable[[Tensor], Prediction]
 
 
+# A type of its own rather than a masks argument on every predictor: only the oracle rows read masks,
+# so every other method and caller keeps clip -> Prediction, and run_views knows from the type alone
+# which passes need masks (and fails at the first batch that carries none).
+@dataclass(frozen=True)
+class MaskPredictor:
+    """A method that also reads the actor masks: ``(clip, masks (B, T, H, W) uint8 on the clip's
+    device) -> Prediction``."""
+
+    predict: Callable[[Tensor, Tensor], Prediction]
+
+    def __call__(self, clip: Tensor, masks: Tensor) -> Prediction:
+        return self.predict(clip, masks)
+
+
 class Batch(NamedTuple):
-    """A test-loader batch: uint8 clips (B, C, T, H, W) and per-view labels, video and view indices."""
+    """A test-loader batch: uint8 clips (B, C, T, H, W) and per-view labels, video and view indices;
+    ``masks`` (B, T, H, W) uint8, cropped like the clips, when the session loads them."""
 
     clip: Tensor
     label: Tensor
     video: Tensor
     view: Tensor
+    masks: Tensor | None = None
 
 
 @dataclass
@@ -50,9 +68,11 @@ class ViewPass:
     timed_views: int = 0
 
 
-def run_views(predict: Predictor, batches: Iterable[Batch], *, prepare: Callable[[Tensor], Tensor],
-              warmup: int = 1, sync: Callable[[], None] = lambda: None) -> ViewPass:
-    """Run ``predict`` on every batch under ``torch.inference_mode``.
+def run_views(predict: Predictor | MaskPredictor, batches: Iterable[Batch], *,
+              prepare: Callable[[Tensor], Tensor], warmup: int = 1,
+              sync: Callable[[], None] = lambda: None) -> ViewPass:
+    """Run ``predict`` on every batch under ``torch.inference_mode`` (a :class:`MaskPredictor` with
+    the batch's masks, on the clip's device).
 
     ``prepare`` moves a uint8 clip to the device and normalises it; ``sync`` waits for the device
     (``torch.cuda.synchronize``) so the model time of batches after the first ``warmup`` is exact.
@@ -61,9 +81,10 @@ def run_views(predict: Predictor, batches: Iterable[Batch], *, prepare: Callable
     with torch.inference_mode():
         for step, batch in enumerate(batches):
             clip = prepare(batch.clip)
+            inputs = (clip, _masks_of(batch, clip.device)) if isinstance(predict, MaskPredictor) else (clip,)
             sync()
             start = time.perf_counter()
-            out = predict(clip)
+            out = predict(*inputs)
             sync()
             if step >= warmup:
                 seconds += time.perf_counter() - start
@@ -72,6 +93,13 @@ def run_views(predict: Predictor, batches: Iterable[Batch], *, prepare: Callable
                                      label=batch.label.long(), logits=out.logits.float().cpu(),
                                      macs=out.macs.double().cpu(), keep=out.keep.float().cpu()))
     return ViewPass(ViewRecords.cat(parts), seconds, timed)
+
+
+def _masks_of(batch: Batch, device: torch.device) -> Tensor:
+    if batch.masks is None:
+        raise ValueError("this method reads actor masks, but the batches carry none: load them with "
+                         "evaluation_session(cfg, checkpoint, with_masks=True)")
+    return batch.masks.to(device)
 
 
 def gather_views(local: ViewPass, all_gather: Callable[[Any], list[Any]]) -> ViewPass:

@@ -15,7 +15,8 @@ from torch import nn
 
 from video_iared.config import Config
 from video_iared.models.build import build_model, set_decision
-from video_iared.models.weights import WeightsError, load_weights
+from video_iared.models.iared import IARed
+from video_iared.models.weights import WeightsError, load_weights, read_checkpoint
 
 __all__ = ["load_for_inference"]
 
@@ -23,9 +24,21 @@ __all__ = ["load_for_inference"]
 def load_for_inference(cfg: Config, checkpoint: str | Path | Mapping, device: torch.device | str, *,
                        source: str = "") -> nn.Module:
     """``build_model(cfg.model)`` with every weight from ``checkpoint`` (a path, or a checkpoint already
-    read, named ``source`` in errors), ``cfg.iared``'s decision deployed, in eval mode on ``device``."""
+    read, named ``source`` in errors), ``cfg.iared``'s decision deployed, in eval mode on ``device``.
+    Thresholds calibrated into the checkpoint (``video-iared calibrate``) come with it."""
     model = build_model(cfg.model, load=False)  # every weight comes from ``checkpoint``
     set_decision(model, cfg.iared)  # checks iared.budget before any work; predictors set theirs per call
+    if not isinstance(checkpoint, Mapping):
+        source, checkpoint = source or str(checkpoint), read_checkpoint(checkpoint)
+    calibration = checkpoint.get("calibration")
+    if isinstance(model, IARed) and calibration:
+        if len(calibration["thresholds"]) != len(model.group_starts):
+            raise WeightsError(f"{source}: {len(calibration['thresholds'])} calibrated thresholds for "
+                               f"{len(model.group_starts)} interpreter groups; calibrate it again")
+        model.thresholds = list(calibration["thresholds"])
+    if cfg.iared.decision == "calibrated" and not (isinstance(model, IARed) and calibration):
+        raise WeightsError(f"iared.decision=calibrated: {source} holds no calibrated thresholds; run "
+                           f"`video-iared calibrate --config CFG --checkpoint {source}` first")
     report = load_weights(model, checkpoint, strict=True)
     if report.missing:
         raise WeightsError(

@@ -1,5 +1,6 @@
 """An evaluation session: this process's place in the job, the checkpoint loaded strictly, and the
-multi-view test loader — what every evaluation pass (``evaluate``, each point of ``sweep``) needs."""
+multi-view test loader (with the views' actor masks on request: the sweep's oracle rows) — what every
+evaluation pass (``evaluate``, each point of ``sweep``) needs."""
 from __future__ import annotations
 
 import contextlib
@@ -22,11 +23,12 @@ from .sampler import ResumableSampler
 __all__ = ["EvalSession", "evaluation_session", "test_loader"]
 
 
-def test_loader(cfg: Config, env: distributed.DistEnv,
-                device: torch.device) -> tuple[VideoDataset, Iterator[Batch]]:
-    """The multi-view test set and this rank's batches (in order; the last round padded by the sampler)."""
+def test_loader(cfg: Config, env: distributed.DistEnv, device: torch.device, *,
+                with_masks: bool = False) -> tuple[VideoDataset, Iterator[Batch]]:
+    """The multi-view test set and this rank's batches (in order; the last round padded by the sampler),
+    with ``Batch.masks`` when ``with_masks`` (every test video needs its mask sidecar)."""
     spec = input_spec(cfg)
-    dataset = build_dataset(cfg, "test", spec)
+    dataset = build_dataset(cfg, "test", spec, with_masks=with_masks)
     sampler = ResumableSampler(len(dataset), num_replicas=env.world_size, rank=env.rank, shuffle=False)
     loader = build_loader(dataset, sampler, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                           drop_last=False, pin_memory=device.type == "cuda")
@@ -36,7 +38,8 @@ def test_loader(cfg: Config, env: distributed.DistEnv,
 @dataclass
 class EvalSession:
     """What every evaluation pass needs: the process's place in the job, the loaded model, the input
-    spec and the test views (``batches``: a fresh DataLoader iterator; reload with ``reload()``)."""
+    spec and the test views (``batches``: a fresh DataLoader iterator, with masks when ``with_masks``;
+    reload with ``reload()``)."""
 
     cfg: Config
     env: distributed.DistEnv
@@ -45,9 +48,10 @@ class EvalSession:
     spec: InputSpec
     dataset: VideoDataset
     batches: Iterable[Batch]
+    with_masks: bool = False
 
     def reload(self) -> None:
-        self.dataset, self.batches = test_loader(self.cfg, self.env, self.device)
+        self.dataset, self.batches = test_loader(self.cfg, self.env, self.device, with_masks=self.with_masks)
 
     def prepare(self, clip: Tensor) -> Tensor:
         """uint8 clip -> normalised float clip on the device (normalised as late as possible)."""
@@ -59,14 +63,16 @@ class EvalSession:
 
 
 @contextlib.contextmanager
-def evaluation_session(cfg: Config, checkpoint: str) -> Iterator[EvalSession]:
+def evaluation_session(cfg: Config, checkpoint: str, *, with_masks: bool = False) -> Iterator[EvalSession]:
     """Distributed setup from the environment, ``checkpoint`` loaded strictly, the multi-view test
-    loader; the process group is torn down on exit."""
+    loader (its batches with the actor masks when ``with_masks``); the process group is torn down on
+    exit."""
     env = distributed.detect()
     device = distributed.resolve_device(cfg.run.device)
     distributed.setup(env, device)
     try:
+        views = test_loader(cfg, env, device, with_masks=with_masks)  # first: a missing sidecar fails fast
         model = load_for_inference(cfg, checkpoint, device)
-        yield EvalSession(cfg, env, device, model, input_spec(cfg), *test_loader(cfg, env, device))
+        yield EvalSession(cfg, env, device, model, input_spec(cfg), *views, with_masks=with_masks)
     finally:
         distributed.teardown()

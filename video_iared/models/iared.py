@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, Union
 
 import torch
 from einops import rearrange
@@ -16,6 +17,11 @@ from torch import Tensor, nn
 from .interpreter import DECISIONS, Decision, MultiHeadInterpreter, check_budgets, decide
 from .tokens import TokenState
 from ..flops import kept_share
+
+
+# the model's decisions: the interpreters' own (``decide``) and thresholds calibrated per group
+ModelDecision = Union[Decision, Literal["calibrated"]]
+MODEL_DECISIONS = (*DECISIONS, "calibrated")
 
 
 @dataclass
@@ -65,14 +71,17 @@ class IARedOutput:
 class IARed(nn.Module):
     """IA-RED² around a backbone: interpreters before blocks ``group_starts`` (default 0, 4, 8 of 12).
 
-    ``decision`` (``sample`` | ``threshold`` | ``budget`` | ``none``) and ``active_groups`` (curriculum:
-    interpreters after the first ``active_groups`` keep every token) are attributes, overridable per call.
-    ``budgets`` are cumulative keep ratios per group against the T*N patch tokens (decision ``budget``).
+    ``decision`` (``sample`` | ``threshold`` | ``calibrated`` | ``budget`` | ``none``) and ``active_groups``
+    (curriculum: interpreters after the first ``active_groups`` keep every token) are attributes,
+    overridable per call. ``budgets`` are cumulative keep ratios per group against the T*N patch tokens
+    (decision ``budget``); ``thresholds`` one threshold per group (decision ``calibrated``: the thresholds
+    ``engine.calibrate`` fits to a budget's mean cost, read from the checkpoint).
     """
 
     def __init__(self, backbone: nn.Module, *, group_starts: Sequence[int] = (0, 4, 8),
-                 interpreter_heads: int = 6, decision: Decision = "threshold", threshold: float = 0.5,
-                 budgets: Sequence[float] | None = None, active_groups: int | None = None) -> None:
+                 interpreter_heads: int = 6, decision: ModelDecision = "threshold", threshold: float = 0.5,
+                 budgets: Sequence[float] | None = None, thresholds: Sequence[float] | None = None,
+                 active_groups: int | None = None) -> None:
         super().__init__()
         depth = len(backbone.blocks)
         starts = list(group_starts)
@@ -82,19 +91,20 @@ class IARed(nn.Module):
             raise ValueError(f"{len(budgets)} budgets for {len(starts)} groups")
         if budgets is not None:
             check_budgets(budgets)
-        if decision not in DECISIONS:
-            raise ValueError(f"decision {decision!r} is not one of {DECISIONS}")
+        if decision not in MODEL_DECISIONS:
+            raise ValueError(f"decision {decision!r} is not one of {MODEL_DECISIONS}")
         self.backbone = backbone
         self.group_starts = starts
         self.group_ends = starts[1:] + [depth]
         self.interpreters = nn.ModuleList(
             MultiHeadInterpreter(backbone.embed_dim, interpreter_heads) for _ in starts)
-        self.decision: Decision = decision
+        self.decision: ModelDecision = decision
         self.threshold = threshold
         self.budgets = None if budgets is None else list(budgets)
+        self.thresholds = None if thresholds is None else list(thresholds)
         self.active_groups = len(starts) if active_groups is None else active_groups
 
-    def forward(self, x: Tensor, *, decision: Decision | None = None, active_groups: int | None = None,
+    def forward(self, x: Tensor, *, decision: ModelDecision | None = None, active_groups: int | None = None,
                 keep: Sequence[Tensor] | None = None) -> IARedOutput:
         """(B, C, T, H, W) clip -> logits and per-group decisions.
 
@@ -117,7 +127,10 @@ class IARed(nn.Module):
                 else:
                     budget = (None if self.budgets is None
                               else round(self.budgets[g] * layout.tokens_per_sample))
-                    new, log_prob = decide(scores, present, decision, threshold=self.threshold, budget=budget)
+                    mode, threshold = decision, self.threshold
+                    if decision == "calibrated":
+                        mode, threshold = "threshold", self._calibrated_threshold(g)
+                    new, log_prob = decide(scores, present, mode, threshold=threshold, budget=budget)
                     per_sample = budget if decision == "budget" else None
                 if decision != "none" or keep is not None:   # always select: comparing would sync
                     state, present = state.select(new, per_sample), new
@@ -126,6 +139,13 @@ class IARed(nn.Module):
                                         log_prob))
             state = self.backbone.forward_blocks(state, start, end)
         return IARedOutput(self.backbone.head(self.backbone.pool(state)), groups)
+
+    def _calibrated_threshold(self, group: int) -> float:
+        if self.thresholds is None or len(self.thresholds) != len(self.group_starts):
+            groups = len(self.group_starts)
+            raise ValueError(f"decision 'calibrated' needs one threshold per group ({groups}), "
+                             f"have {self.thresholds}: run `video-iared calibrate` on the checkpoint")
+        return self.thresholds[group]
 
     def _scores(self, group: int, state: TokenState) -> Tensor:
         """(B, N*T) interpreter scores of the present tokens, 0 for absent ones."""

@@ -1,0 +1,95 @@
+"""Calibrated thresholds: the pure fit, its cost on the fitting clips, the checkpoint round trip."""
+import math
+
+import pytest
+import torch
+
+from tiny_videos import save_tiny_checkpoint, tiny_iared
+from video_iared.cli import main
+from video_iared.config import load_config
+from video_iared.engine.calibrate import CALIBRATION_KEY, fit_thresholds, share_threshold
+from video_iared.engine.loading import load_for_inference
+from video_iared.models.weights import WeightsError, read_checkpoint
+from video_iared.predict import load_model
+from video_iared.sweep import method_points
+
+BLOCKS = ["model.interpreter_blocks=[0,2]", "model.interpreter_heads=4"]
+
+
+def test_share_threshold_keeps_exactly_the_asked_count():
+    scores = torch.tensor([0.1, 0.9, 0.7, 0.8, 0.3])
+    assert share_threshold(scores, 2) == pytest.approx(0.7)
+    assert share_threshold(scores, 0) == pytest.approx(0.9)       # nothing strictly above the top
+    assert share_threshold(scores, 5) == -math.inf
+    for kept in range(6):
+        assert int((scores > share_threshold(scores, kept)).sum()) == kept
+    with pytest.raises(ValueError, match="cannot keep 6 of 5"):
+        share_threshold(scores, 6)
+
+
+def test_fitted_thresholds_spend_the_budget_on_the_fitting_clips():
+    model = tiny_iared([0, 2])
+    for interpreter in model.interpreters:  # unsaturated scores: ties at a threshold would blur the count
+        torch.nn.init.normal_(interpreter.qk.weight, std=0.05)
+    torch.manual_seed(1)
+    clips = [torch.randn(4, 3, 8, 32, 32) for _ in range(3)]
+    budget = [0.6, 0.3]
+    thresholds = fit_thresholds(model, clips, budget)
+    assert model.thresholds is None  # the fit leaves the model as it was
+    model.thresholds = thresholds
+    kept = torch.zeros(2)
+    with torch.no_grad():
+        for clip in clips:
+            out = model(clip, decision="calibrated")
+            kept += torch.stack([g.keep.sum().float() for g in out.groups])
+            per_clip = out.groups[1].kept
+    total = 12 * 8 * 16  # clips x T x N
+    assert kept.tolist() == [round(0.6 * total), round(0.3 * total)]
+    assert per_clip.unique().numel() > 1  # per-clip counts adapt; only the mean is fixed
+
+
+def test_calibrated_decision_without_thresholds_names_the_fix():
+    model = tiny_iared([0, 2])
+    with pytest.raises(ValueError, match="video-iared calibrate"):
+        model(torch.randn(1, 3, 8, 32, 32), decision="calibrated")
+
+
+def test_calibrate_command_writes_thresholds_that_inference_loads(small_synthetic, tmp_path, capsys):
+    ckpt = save_tiny_checkpoint(tmp_path / "iared.pth", [*BLOCKS, "iared.budget=[0.5,0.25]"])
+    overrides = [*BLOCKS, f"data.root={small_synthetic}", "data.num_workers=0", "data.batch_size=4",
+                 "model.name=timesformer_tiny_patch8_32", "model.num_classes=3"]
+    cfg = load_config(None, [*overrides, "iared.decision=calibrated", "iared.budget=[0.5,0.25]"])
+    with pytest.raises(WeightsError, match="holds no calibrated thresholds"):
+        load_for_inference(cfg, ckpt, "cpu")
+    weights_before = read_checkpoint(ckpt)["model"]
+    assert main(["calibrate", "--checkpoint", str(ckpt), "--videos", "12", *overrides,
+                 "iared.budget=[0.5,0.25]"]) == 0
+    assert "calibrated thresholds" in capsys.readouterr().out
+    saved = read_checkpoint(ckpt)
+    entry = saved[CALIBRATION_KEY]
+    assert entry["budget"] == [0.5, 0.25] and entry["videos"] == 12 and len(entry["thresholds"]) == 2
+    assert all(torch.equal(saved["model"][k], v) for k, v in weights_before.items())  # weights untouched
+    model = load_for_inference(cfg, ckpt, "cpu")
+    assert model.thresholds == entry["thresholds"] and model.decision == "calibrated"
+    loaded = load_model(ckpt, overrides=["iared.decision=calibrated"])
+    assert loaded.model.thresholds == entry["thresholds"]
+
+
+def test_calibrate_needs_one_budget_per_group(small_synthetic, tmp_path):
+    ckpt = save_tiny_checkpoint(tmp_path / "iared.pth", BLOCKS)
+    assert main(["calibrate", "--checkpoint", str(ckpt), *BLOCKS, f"data.root={small_synthetic}",
+                 "model.name=timesformer_tiny_patch8_32", "model.num_classes=3", "iared.budget=[0.5]"]) == 2
+
+
+def test_sweep_adds_the_calibrated_row_only_when_calibrated():
+    model = tiny_iared([0, 2])
+    kwargs = dict(thresholds=[0.5], keep_ratios=[0.7], tome_r=[], interpreter_heads=4, starts=[0, 2])
+    assert "iared-calibrated" not in [m for m, *_ in method_points(model, **kwargs)]
+    model.thresholds = [0.6, 0.7]
+    rows = {m: predict for m, _, predict, _ in method_points(model, **kwargs)}
+    clip = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        expected = model(clip, decision="calibrated")
+        got = rows["iared-calibrated"](clip)
+    assert torch.equal(got.logits, expected.logits)
+    assert got.keep.tolist() == [[g.keep[i].float().mean().item() for g in expected.groups] for i in range(2)]
