@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast lint demo bench bench-gpu clean
+.PHONY: install test test-fast lint demo frontier bench bench-gpu clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m video_iared.cli demo --out demo_output
 
+# IA-RED2 against the baselines and the actor-mask oracle on the clutter set, 3 seeds (frontier_output/)
+frontier: $(STAMP)
+	$(PY) -m video_iared.cli frontier --out frontier_output
+
 bench: $(STAMP)
 	$(PY) benchmarks/model_speed.py
 	$(PY) benchmarks/pruning_speed.py
@@ -38,4 +42,4 @@ bench-gpu: $(STAMP)
 	$(PY) benchmarks/gpu_speed.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) demo_output frontier_output .pytest_cache

@@ -134,7 +134,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     try:
         sweep(load_config(args.config, args.overrides), args.checkpoint, thresholds=args.thresholds,
               keep_ratios=args.keep_ratios or (), final_keeps=args.final_keeps, tome_r=args.tome_r,
-              oracle=args.oracle, warmup=args.warmup)
+              oracle=args.oracle, methods=args.methods, warmup=args.warmup)
     except FileNotFoundError as err:  # a missing checkpoint, list or mask sidecar: one line, not a trace
         print(f"video-iared sweep: {err}", file=sys.stderr)
         return 1
@@ -160,6 +160,9 @@ def _register_sweep(sub: argparse._SubParsersAction) -> None:
                    help="add rows that read the test videos' actor masks (x.masks.npz sidecars): oracle "
                    "(top-k by mask coverage at every budget), actor-mask (only the tokens the mask touches) "
                    "and random-same-count (as many random tokens)")
+    p.add_argument("--methods", type=_numbers(str), default=None,
+                   help="run only these methods (and dense), comma-separated, e.g. "
+                   "iared-budget,iared-calibrated")
     p.set_defaults(func=_cmd_sweep)
 
 
@@ -263,9 +266,18 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=demo.run)
 
 
+def _register_frontier(sub: argparse._SubParsersAction) -> None:
+    from video_iared import frontier
+
+    p = sub.add_parser("frontier", help="IA-RED2 against random, CLS top-k, ToMe and the actor-mask oracle "
+                       "on the clutter set over seeds: FRONTIER.md, frontier.png")
+    frontier.add_arguments(p)
+    p.set_defaults(func=frontier.run)
+
+
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _register_flops, _register_train, _register_evaluate, _register_calibrate, _register_sweep,
-    _register_interpret, _register_predict, _register_demo]
+    _register_interpret, _register_predict, _register_demo, _register_frontier]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from video_iared.pipeline import REPO, Stage, cli, run_stage
+
 TINY = REPO / "configs" / "tiny"
 RENDERED_CLIPS = 4
 # (stage name, configs/tiny/<config>.yaml, the run whose checkpoint it starts from): the paper's three stages
@@ -28,19 +27,6 @@ TRAINING = (("train backbone", "backbone", None),
 FINAL = TRAINING[-1][1]  # the deployed IA-RED2 model: evaluated, swept, interpreted
 # fewer points than the sweep's defaults (each is a pass over the test set): the demo's time budget
 SWEEP_POINTS = ("--thresholds", "0.5,0.7,0.9", "--keep-ratios", "0.8,0.65,0.5", "--tome-r", "1,2")
-
-
-@dataclass
-class Stage:
-    name: str
-    argv: list[str]
-    done_when: Path  # the stage is skipped when this file exists
-    seconds: float = field(default=0.0)
-    skipped: bool = False
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "video_iared.cli", *args]
 
 
 def build_stages(out: Path, num_train: int, num_val: int) -> list[Stage]:
@@ -57,64 +43,40 @@ def build_stages(out: Path, num_train: int, num_val: int) -> list[Stage]:
               [sys.executable, str(REPO / "data_prep" / "check_videos.py"), str(data / "val.csv"),
                "--write-clean", str(out / "checked_val.csv")],
               out / "checked_val.csv"),
-        *(Stage(name, _cli("train", "--config", str(TINY / f"{config}.yaml"), *common,
-                           f"model.weights={ckpt[start] if start else ''}",
-                           f"run.output_dir={runs / config}"),
+        *(Stage(name, cli("train", "--config", str(TINY / f"{config}.yaml"), *common,
+                          f"model.weights={ckpt[start] if start else ''}",
+                          f"run.output_dir={runs / config}"),
                 runs / config / "final_metrics.json")
           for name, config, start in TRAINING),
         Stage("evaluate dense",
-              _cli("evaluate", "--config", str(TINY / "backbone.yaml"), "--checkpoint", str(ckpt["backbone"]),
-                   *common, f"run.output_dir={out / 'eval_dense'}"),
+              cli("evaluate", "--config", str(TINY / "backbone.yaml"), "--checkpoint", str(ckpt["backbone"]),
+                  *common, f"run.output_dir={out / 'eval_dense'}"),
               out / "eval_dense" / "metrics.json"),
         Stage("evaluate IA-RED2",
-              _cli("evaluate", "--config", str(TINY / f"{FINAL}.yaml"), "--checkpoint", str(ckpt[FINAL]),
-                   *common, f"run.output_dir={out / 'eval_iared'}"),
+              cli("evaluate", "--config", str(TINY / f"{FINAL}.yaml"), "--checkpoint", str(ckpt[FINAL]),
+                  *common, f"run.output_dir={out / 'eval_iared'}"),
               out / "eval_iared" / "metrics.json"),
         Stage("sweep (IA-RED2 vs baselines)",
-              _cli("sweep", "--config", str(TINY / f"{FINAL}.yaml"), "--checkpoint", str(ckpt[FINAL]),
-                   *SWEEP_POINTS, *common, f"run.output_dir={out / 'sweep'}"),
+              cli("sweep", "--config", str(TINY / f"{FINAL}.yaml"), "--checkpoint", str(ckpt[FINAL]),
+                  *SWEEP_POINTS, *common, f"run.output_dir={out / 'sweep'}"),
               out / "sweep" / "sweep.json"),
         Stage("interpretability vs masks",
-              _cli("interpret", "--config", str(TINY / f"{FINAL}.yaml"), "--checkpoint", str(ckpt[FINAL]),
-                   "--eval-masks", "--out", str(out / "interpret"), *common),
+              cli("interpret", "--config", str(TINY / f"{FINAL}.yaml"), "--checkpoint", str(ckpt[FINAL]),
+                  "--eval-masks", "--out", str(out / "interpret"), *common),
               out / "interpret" / "interpretability.json"),
     ]
     # labels cycle through the classes
     rendered = [data / "videos" / "val" / f"{index:05d}.mp4" for index in range(RENDERED_CLIPS)]
     stages.append(Stage(f"render heatmaps of {RENDERED_CLIPS} val videos",
-                        _cli("interpret", "--checkpoint", str(ckpt[FINAL]), "--video", *map(str, rendered),
-                             "--format", "gif", "--out", str(out / "renders")),
+                        cli("interpret", "--checkpoint", str(ckpt[FINAL]), "--video", *map(str, rendered),
+                            "--format", "gif", "--out", str(out / "renders")),
                         out / "renders" / rendered[-1].stem / "heatmaps.png"))
     stages.append(Stage("predict one video",
-                        _cli("predict", str(data / "videos" / "val" / "00001.mp4"), "--checkpoint",
-                             str(ckpt[FINAL]), "--classes", str(data / "classes.json"),
-                             "--features", str(out / "features_val_00001.npy")),
+                        cli("predict", str(data / "videos" / "val" / "00001.mp4"), "--checkpoint",
+                            str(ckpt[FINAL]), "--classes", str(data / "classes.json"),
+                            "--features", str(out / "features_val_00001.npy")),
                         out / "features_val_00001.npy"))
     return stages
-
-
-def run_stage(stage: Stage, log_dir: Path) -> None:
-    """Run one stage, streaming its output to the terminal and to ``log_dir/<name>.log``."""
-    if stage.done_when.exists():
-        stage.skipped = True
-        print(f"==> {stage.name}: done already ({stage.done_when}), skipped", flush=True)
-        return
-    print(f"==> {stage.name}\n    $ {' '.join(stage.argv)}", flush=True)
-    log = log_dir / (stage.name.split(" (")[0].replace(" ", "_") + ".log")
-    start = time.perf_counter()
-    with log.open("w") as sink:
-        proc = subprocess.Popen(stage.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                cwd=REPO)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            sink.write(line)
-        code = proc.wait()
-    stage.seconds = time.perf_counter() - start
-    if code != 0:
-        raise SystemExit(f"demo stage '{stage.name}' failed (exit {code}); its log: {log}. "
-                         f"Fix the cause and rerun `make demo`: finished stages are skipped.")
-    print(f"    {stage.name}: {stage.seconds:.0f} s", flush=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     stages = build_stages(out, args.num_train, args.num_val)
     total = time.perf_counter()
     for stage in stages:
-        run_stage(stage, out / "logs")
+        run_stage(stage, out / "logs", "make demo")
     from video_iared.report import write_report
 
     report = write_report(out, [(s.name, s.seconds, s.skipped) for s in stages],

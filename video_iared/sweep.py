@@ -191,14 +191,15 @@ def plot_frontier(points: Sequence[SweepPoint], path: str | Path, title: str) ->
 
 def sweep(cfg: Config, checkpoint: str, *, thresholds: Sequence[float] = (0.3, 0.5, 0.7, 0.8, 0.9),
           keep_ratios: Sequence[float] = (), final_keeps: Sequence[float] | None = None,
-          tome_r: Sequence[int] = (1, 2, 3), oracle: bool = False, warmup: int = 1,
-          cache_bytes: float = 4e9) -> list[SweepPoint] | None:
+          tome_r: Sequence[int] = (1, 2, 3), oracle: bool = False, methods: Sequence[str] | None = None,
+          warmup: int = 1, cache_bytes: float = 4e9) -> list[SweepPoint] | None:
     """Evaluate every point on ``cfg.data.test_list``; rank 0 writes ``sweep.json`` and ``sweep.png``
     into ``cfg.run.output_dir``, prints the summary and returns the points.
 
     Budget points: ``keep_ratios`` (ρ) and ``final_keeps`` (c); with neither, :data:`DEFAULT_FINAL_KEEPS`
     (:func:`budget_points`). ``oracle``: the mask-reading rows, from the test videos' ``x.masks.npz``
-    sidecars (``FileNotFoundError`` naming the first missing one).
+    sidecars (``FileNotFoundError`` naming the first missing one). ``methods``: run only these (and
+    dense, every table's reference).
     """
     with evaluation_session(cfg, checkpoint, with_masks=oracle) as run:
         clip_bytes = (3 + oracle) * run.spec.num_frames * run.spec.crop_size ** 2  # masks: one byte a pixel
@@ -213,6 +214,8 @@ def sweep(cfg: Config, checkpoint: str, *, thresholds: Sequence[float] = (0.3, 0
                 run.model, thresholds=thresholds, keep_ratios=keep_ratios, final_keeps=final_keeps,
                 tome_r=tome_r, interpreter_heads=cfg.model.interpreter_heads, starts=starts, oracle=oracle,
                 seed=cfg.run.seed):
+            if methods is not None and method not in methods and method != "dense":
+                continue
             if not cached and points:
                 run.reload()
             local = run_views(predict, run.batches, warmup=warmup, sync=run.sync, prepare=run.prepare)

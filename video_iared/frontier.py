@@ -1,0 +1,175 @@
+"""``video-iared frontier`` (``make frontier``): IA-RED² against random, CLS top-k, ToMe and the actor-mask
+oracle on the clutter set, over seeds, with mean ± spread.
+
+Per seed: the three training stages (``configs/clutter/``), thresholds calibrated to the deployed budget,
+then two sweeps on the same test views. The training-free rules (random, CLS top-k, ToMe) and the
+mask references (oracle, actor-mask, random-same-count) run on the dense stage-1 backbone, as one would
+apply them to a pretrained model; IA-RED² (budgets, calibrated thresholds, the paper's threshold 0.5)
+runs on its fine-tuned checkpoint. The table and plot aggregate the seeds: the mean, and the spread
+(largest minus smallest) of every figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from video_iared.pipeline import REPO, Stage, cli, run_stage
+
+__all__ = ["FINAL_KEEPS", "build_stages", "aggregate", "format_table", "plot", "add_arguments", "run"]
+
+CLUTTER = REPO / "configs" / "clutter"
+FINAL_KEEPS = "0.5,0.3,0.2,0.1,0.05"  # cumulative keep after the last group: where the rules separate
+TOME_R = "2,4,6,8"  # locations merged per block, of 49
+IARED_METHODS = "iared-budget,iared-calibrated,iared-threshold"
+
+
+def build_stages(out: Path, seeds: Sequence[int], num_train: int, num_val: int) -> list[Stage]:
+    """Generate the clutter set once, then per seed: train, calibrate, sweep the backbone and IA-RED²."""
+    data = out / "data"
+    stages = [Stage("generate clutter set",
+                    [sys.executable, str(REPO / "data_prep" / "make_synthetic.py"), str(data), "--set",
+                     "clutter", "--num-train", str(num_train), "--num-val", str(num_val)],
+                    data / "classes.json")]
+    for seed in seeds:
+        runs = out / f"seed{seed}"
+        ckpt = {name: runs / name / "checkpoint.pth" for name in ("backbone", "interpreters", "finetune")}
+        common = [f"data.root={data}", f"run.seed={seed}"]
+        start = {"backbone": "", "interpreters": ckpt["backbone"], "finetune": ckpt["interpreters"]}
+        for name in ("backbone", "interpreters", "finetune"):
+            stages.append(Stage(f"seed {seed}: train {name}",
+                                cli("train", "--config", str(CLUTTER / f"{name}.yaml"), *common,
+                                    f"model.weights={start[name]}", f"run.output_dir={runs / name}"),
+                                runs / name / "final_metrics.json"))
+        calibrated = runs / "finetune" / "calibrated.pth"
+        stages.append(Stage(f"seed {seed}: calibrate thresholds",
+                            cli("calibrate", "--config", str(CLUTTER / "finetune.yaml"), "--checkpoint",
+                                str(ckpt["finetune"]), "--out", str(calibrated), *common),
+                            calibrated))
+        stages.append(Stage(f"seed {seed}: sweep the dense backbone (baselines, oracle)",
+                            cli("sweep", "--config", str(CLUTTER / "backbone.yaml"), "--checkpoint",
+                                str(ckpt["backbone"]), "--oracle", "--final-keeps", FINAL_KEEPS,
+                                "--tome-r", TOME_R, *common, f"run.output_dir={runs / 'sweep_dense'}"),
+                            runs / "sweep_dense" / "sweep.json"))
+        stages.append(Stage(f"seed {seed}: sweep IA-RED2",
+                            cli("sweep", "--config", str(CLUTTER / "finetune.yaml"), "--checkpoint",
+                                str(calibrated), "--methods", IARED_METHODS, "--thresholds", "0.5",
+                                "--final-keeps", FINAL_KEEPS, "--tome-r", "", *common,
+                                f"run.output_dir={runs / 'sweep_iared'}"),
+                            runs / "sweep_iared" / "sweep.json"))
+    return stages
+
+
+def _spread(values: list[float]) -> float:
+    return max(values) - min(values)
+
+
+def aggregate(per_seed: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Sweep points of every seed (the dense backbone's sweep, then IA-RED²'s without its dense row) ->
+    one row per (method, setting) present in every seed: mean and spread of GFLOPs, video top-1 and
+    kept share, in the order of the first seed."""
+    keyed = [{(p["method"], p["setting"]): p for p in points} for points in per_seed]
+    rows = []
+    for key in keyed[0]:
+        if not all(key in seed for seed in keyed):
+            continue
+        points = [seed[key] for seed in keyed]
+        row: dict[str, Any] = {"method": key[0], "setting": key[1], "seeds": len(points)}
+        for name in ("gflops_per_view", "video_top1", "kept_share"):
+            values = [p[name] for p in points]
+            row[name] = statistics.fmean(values)
+            row[f"{name}_spread"] = _spread(values)
+        row["video_top1_per_seed"] = [p["video_top1"] for p in points]
+        rows.append(row)
+    return rows
+
+
+def seed_points(runs: Path) -> list[dict[str, Any]]:
+    """One seed's points: the dense backbone's sweep, then IA-RED²'s rows (its dense row is the
+    fine-tuned backbone with every token, not the reference)."""
+    dense = json.loads((runs / "sweep_dense" / "sweep.json").read_text())["points"]
+    iared = json.loads((runs / "sweep_iared" / "sweep.json").read_text())["points"]
+    return dense + [p for p in iared if p["method"] != "dense"]
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown: one row per (method, setting), GFLOPs reduction against dense, mean ± spread."""
+    dense = next(r for r in rows if r["method"] == "dense")
+    lines = ["| method | setting | GFLOPs / view | reduction | video top-1 (mean ± spread) | per seed |",
+             "|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        seeds = " / ".join(f"{v:.1f}" for v in r["video_top1_per_seed"])
+        lines.append(f"| {r['method']} | {r['setting']} | {r['gflops_per_view']:.4f} "
+                     f"| {dense['gflops_per_view'] / r['gflops_per_view']:.2f}× "
+                     f"| {r['video_top1']:.2f} ± {r['video_top1_spread']:.2f} | {seeds} |")
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """Mean video top-1 against mean GFLOPs per method, the seeds' spread as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from video_iared.sweep import curve_style
+
+    fig, ax = plt.subplots(figsize=(7.0, 4.6), dpi=120)
+    dense = next(r for r in rows if r["method"] == "dense")
+    for method in dict.fromkeys(r["method"] for r in rows if r["method"] != "dense"):
+        curve = sorted((r for r in rows if r["method"] == method), key=lambda r: r["gflops_per_view"])
+        ax.errorbar([r["gflops_per_view"] for r in curve], [r["video_top1"] for r in curve],
+                    yerr=[[r["video_top1_spread"] / 2 for r in curve]] * 2, label=method, capsize=2,
+                    **curve_style(method))
+    ax.errorbar([dense["gflops_per_view"]], [dense["video_top1"]], yerr=dense["video_top1_spread"] / 2,
+                marker="*", markersize=12, color="black", label="dense", capsize=2)
+    ax.axhline(dense["video_top1"] - 1.0, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("GFLOPs per view (analytic)")
+    ax.set_ylabel("video top-1 (%), mean over seeds")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="frontier_output", help="output folder (default frontier_output)")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated (default 0,1,2)")
+    parser.add_argument("--num-train", type=int, default=2400, help="clutter training videos")
+    parser.add_argument("--num-val", type=int, default=480, help="clutter validation (= test) videos")
+    parser.add_argument("--fresh", action="store_true", help="delete --out first")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run every stage (skipping finished ones), then write FRONTIER.md, frontier.json, frontier.png."""
+    out = Path(args.out).resolve()
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    stages = build_stages(out, seeds, args.num_train, args.num_val)
+    total = time.perf_counter()
+    for stage in stages:
+        run_stage(stage, out / "logs", "make frontier")
+    rows = aggregate([seed_points(out / f"seed{seed}") for seed in seeds])
+    times = {s.name: round(s.seconds) for s in stages}
+    (out / "frontier.json").write_text(json.dumps({"seeds": seeds, "rows": rows, "stage_seconds": times},
+                                                  indent=1) + "\n")
+    plot(rows, out / "frontier.png", f"clutter set, {len(seeds)} seeds: accuracy vs GFLOPs")
+    seconds = time.perf_counter() - total
+    report = ["# IA-RED² frontier on the clutter set", "",
+              f"Seeds {', '.join(map(str, seeds))}; {seconds:.0f} s of stages (skipped stages count 0). "
+              "Mean over seeds ± spread (largest − smallest); references that read the actor masks: "
+              "oracle, actor-mask, random-same-count.", "", "![frontier](frontier.png)", "",
+              format_table(rows), ""]
+    (out / "FRONTIER.md").write_text("\n".join(report))
+    print("\n".join(report[4:]))
+    print(f"\nreport: {out / 'FRONTIER.md'}")
+    return 0
