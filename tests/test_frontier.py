@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from video_iared.cli import build_parser
-from video_iared.frontier import aggregate, build_stages, format_table
+from video_iared.frontier import aggregate, aggregate_maps, build_stages, format_map_table, format_table
 
 
 def point(method, setting, top1, gflops=0.4, kept=1.0):
@@ -32,7 +32,7 @@ def test_aggregate_means_and_spreads_over_seeds_and_drops_rows_a_seed_lacks():
 def test_stages_train_three_stages_per_seed_then_calibrate_and_sweep(tmp_path: Path):
     stages = build_stages(tmp_path, [0, 5], num_train=30, num_val=9)
     names = [s.name for s in stages]
-    assert names[0] == "generate clutter set" and len(stages) == 1 + 2 * 6
+    assert names[0] == "generate clutter set" and len(stages) == 1 + 2 * 7
     assert "--set" in stages[0].argv and stages[0].argv[stages[0].argv.index("--set") + 1] == "clutter"
     seed5 = [s for s in stages if s.name.startswith("seed 5")]
     assert all("run.seed=5" in s.argv for s in seed5)
@@ -40,6 +40,7 @@ def test_stages_train_three_stages_per_seed_then_calibrate_and_sweep(tmp_path: P
     assert f"model.weights={tmp_path / 'seed5' / 'interpreters' / 'checkpoint.pth'}" in finetune.argv
     dense_sweep = next(s for s in seed5 if "dense backbone" in s.name)
     assert "--oracle" in dense_sweep.argv
+    assert dense_sweep.argv[dense_sweep.argv.index("--group-starts") + 1] == "0,2,4"  # the interpreters'
     assert str(tmp_path / "seed5" / "backbone" / "checkpoint.pth") in dense_sweep.argv
     iared_sweep = next(s for s in seed5 if s.name.endswith("sweep IA-RED2"))
     assert str(tmp_path / "seed5" / "finetune" / "calibrated.pth") in iared_sweep.argv
@@ -49,3 +50,12 @@ def test_stages_train_three_stages_per_seed_then_calibrate_and_sweep(tmp_path: P
 def test_frontier_command_is_registered():
     args = build_parser().parse_args(["frontier", "--seeds", "1,2", "--out", "x"])
     assert args.seeds == "1,2" and args.func.__module__ == "video_iared.frontier"
+
+
+def test_heatmap_scores_aggregate_in_percent():
+    seeds = [{"interpreters": {"miou": 0.5, "map": 0.4}, "rollout": {"miou": 0.3, "map": 0.35}},
+             {"interpreters": {"miou": 0.6, "map": 0.5}, "rollout": {"miou": 0.32, "map": 0.3}}]
+    rows = aggregate_maps(seeds)
+    assert rows[0]["heatmap"] == "interpreters" and rows[0]["miou"] == pytest.approx(55.0)
+    assert rows[0]["map_spread"] == pytest.approx(10.0)
+    assert "| rollout | 31.0 ± 2.0 | 32.5 ± 5.0 |" in format_map_table(rows)

@@ -134,7 +134,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     try:
         sweep(load_config(args.config, args.overrides), args.checkpoint, thresholds=args.thresholds,
               keep_ratios=args.keep_ratios or (), final_keeps=args.final_keeps, tome_r=args.tome_r,
-              oracle=args.oracle, methods=args.methods, warmup=args.warmup)
+              oracle=args.oracle, methods=args.methods, group_starts=args.group_starts, warmup=args.warmup)
     except FileNotFoundError as err:  # a missing checkpoint, list or mask sidecar: one line, not a trace
         print(f"video-iared sweep: {err}", file=sys.stderr)
         return 1
@@ -163,6 +163,10 @@ def _register_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", type=_numbers(str), default=None,
                    help="run only these methods (and dense), comma-separated, e.g. "
                    "iared-budget,iared-calibrated")
+    p.add_argument("--group-starts", type=_numbers(int), default=None,
+                   help="blocks before which a dense checkpoint's baselines drop tokens, comma-separated "
+                   "(default: model.interpreter_blocks, else 0, depth/3, 2 depth/3); use an IA-RED2 model's "
+                   "to compare at its positions")
     p.set_defaults(func=_cmd_sweep)
 
 

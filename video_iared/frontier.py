@@ -5,8 +5,8 @@ Per seed: the three training stages (``configs/clutter/``), thresholds calibrate
 then two sweeps on the same test views. The training-free rules (random, CLS top-k, ToMe) and the
 mask references (oracle, actor-mask, random-same-count) run on the dense stage-1 backbone, as one would
 apply them to a pretrained model; IA-RED² (budgets, calibrated thresholds, the paper's threshold 0.5)
-runs on its fine-tuned checkpoint. The table and plot aggregate the seeds: the mean, and the spread
-(largest minus smallest) of every figure.
+runs on its fine-tuned checkpoint, whose heatmaps are then scored against the actor masks. The tables
+and the plot aggregate the seeds: the mean, and the spread (largest minus smallest) of every figure.
 """
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from video_iared.config import load_config
 from video_iared.pipeline import REPO, Stage, cli, run_stage
 
-__all__ = ["FINAL_KEEPS", "build_stages", "aggregate", "format_table", "plot", "add_arguments", "run"]
+__all__ = ["FINAL_KEEPS", "build_stages", "aggregate", "aggregate_maps", "format_table", "format_map_table",
+           "plot", "add_arguments", "run"]
 
 CLUTTER = REPO / "configs" / "clutter"
 FINAL_KEEPS = "0.5,0.3,0.2,0.1,0.05"  # cumulative keep after the last group: where the rules separate
@@ -32,6 +34,8 @@ IARED_METHODS = "iared-budget,iared-calibrated,iared-threshold"
 def build_stages(out: Path, seeds: Sequence[int], num_train: int, num_val: int) -> list[Stage]:
     """Generate the clutter set once, then per seed: train, calibrate, sweep the backbone and IA-RED²."""
     data = out / "data"
+    # the baselines drop tokens where IA-RED2's interpreters sit, so a budget means the same for all
+    starts = ",".join(map(str, load_config(str(CLUTTER / "finetune.yaml")).model.interpreter_blocks))
     stages = [Stage("generate clutter set",
                     [sys.executable, str(REPO / "data_prep" / "make_synthetic.py"), str(data), "--set",
                      "clutter", "--num-train", str(num_train), "--num-val", str(num_val)],
@@ -54,6 +58,7 @@ def build_stages(out: Path, seeds: Sequence[int], num_train: int, num_val: int) 
         stages.append(Stage(f"seed {seed}: sweep the dense backbone (baselines, oracle)",
                             cli("sweep", "--config", str(CLUTTER / "backbone.yaml"), "--checkpoint",
                                 str(ckpt["backbone"]), "--oracle", "--final-keeps", FINAL_KEEPS,
+                                "--group-starts", starts,
                                 "--tome-r", TOME_R, *common, f"run.output_dir={runs / 'sweep_dense'}"),
                             runs / "sweep_dense" / "sweep.json"))
         stages.append(Stage(f"seed {seed}: sweep IA-RED2",
@@ -62,6 +67,10 @@ def build_stages(out: Path, seeds: Sequence[int], num_train: int, num_val: int) 
                                 "--final-keeps", FINAL_KEEPS, "--tome-r", "", *common,
                                 f"run.output_dir={runs / 'sweep_iared'}"),
                             runs / "sweep_iared" / "sweep.json"))
+        stages.append(Stage(f"seed {seed}: interpretability vs masks",
+                            cli("interpret", "--config", str(CLUTTER / "finetune.yaml"), "--checkpoint",
+                                str(calibrated), "--eval-masks", "--out", str(runs / "interpret"), *common),
+                            runs / "interpret" / "interpretability.json"))
     return stages
 
 
@@ -87,6 +96,26 @@ def aggregate(per_seed: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, An
         row["video_top1_per_seed"] = [p["video_top1"] for p in points]
         rows.append(row)
     return rows
+
+
+def aggregate_maps(per_seed: Sequence[dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
+    """``interpretability.json`` of every seed -> per map (interpreters, attention, rollout, ...) the
+    mean and spread of mIoU and mAP, in percent."""
+    rows = []
+    for name in per_seed[0]:
+        row: dict[str, Any] = {"heatmap": name}
+        for metric in ("miou", "map"):
+            values = [100 * seed[name][metric] for seed in per_seed]
+            row[metric], row[f"{metric}_spread"] = statistics.fmean(values), _spread(values)
+        rows.append(row)
+    return rows
+
+
+def format_map_table(rows: Sequence[dict[str, Any]]) -> str:
+    lines = ["| heatmap | mIoU (mean ± spread) | mAP (mean ± spread) |", "|---|---:|---:|"]
+    lines += [f"| {r['heatmap']} | {r['miou']:.1f} ± {r['miou_spread']:.1f} "
+              f"| {r['map']:.1f} ± {r['map_spread']:.1f} |" for r in rows]
+    return "\n".join(lines)
 
 
 def seed_points(runs: Path) -> list[dict[str, Any]]:
@@ -159,16 +188,19 @@ def run(args: argparse.Namespace) -> int:
     for stage in stages:
         run_stage(stage, out / "logs", "make frontier")
     rows = aggregate([seed_points(out / f"seed{seed}") for seed in seeds])
+    maps = aggregate_maps([json.loads((out / f"seed{seed}" / "interpret" / "interpretability.json")
+                                      .read_text()) for seed in seeds])
     times = {s.name: round(s.seconds) for s in stages}
-    (out / "frontier.json").write_text(json.dumps({"seeds": seeds, "rows": rows, "stage_seconds": times},
-                                                  indent=1) + "\n")
+    (out / "frontier.json").write_text(json.dumps({"seeds": seeds, "rows": rows, "maps": maps,
+                                                   "stage_seconds": times}, indent=1) + "\n")
     plot(rows, out / "frontier.png", f"clutter set, {len(seeds)} seeds: accuracy vs GFLOPs")
     seconds = time.perf_counter() - total
     report = ["# IA-RED² frontier on the clutter set", "",
               f"Seeds {', '.join(map(str, seeds))}; {seconds:.0f} s of stages (skipped stages count 0). "
               "Mean over seeds ± spread (largest − smallest); references that read the actor masks: "
               "oracle, actor-mask, random-same-count.", "", "![frontier](frontier.png)", "",
-              format_table(rows), ""]
+              format_table(rows), "", "Heatmaps against the actor masks (validation videos, protocol of "
+              "Chefer et al.):", "", format_map_table(maps), ""]
     (out / "FRONTIER.md").write_text("\n".join(report))
     print("\n".join(report[4:]))
     print(f"\nreport: {out / 'FRONTIER.md'}")

@@ -192,14 +192,16 @@ def plot_frontier(points: Sequence[SweepPoint], path: str | Path, title: str) ->
 def sweep(cfg: Config, checkpoint: str, *, thresholds: Sequence[float] = (0.3, 0.5, 0.7, 0.8, 0.9),
           keep_ratios: Sequence[float] = (), final_keeps: Sequence[float] | None = None,
           tome_r: Sequence[int] = (1, 2, 3), oracle: bool = False, methods: Sequence[str] | None = None,
-          warmup: int = 1, cache_bytes: float = 4e9) -> list[SweepPoint] | None:
+          group_starts: Sequence[int] | None = None, warmup: int = 1,
+          cache_bytes: float = 4e9) -> list[SweepPoint] | None:
     """Evaluate every point on ``cfg.data.test_list``; rank 0 writes ``sweep.json`` and ``sweep.png``
     into ``cfg.run.output_dir``, prints the summary and returns the points.
 
     Budget points: ``keep_ratios`` (ρ) and ``final_keeps`` (c); with neither, :data:`DEFAULT_FINAL_KEEPS`
     (:func:`budget_points`). ``oracle``: the mask-reading rows, from the test videos' ``x.masks.npz``
     sidecars (``FileNotFoundError`` naming the first missing one). ``methods``: run only these (and
-    dense, every table's reference).
+    dense, every table's reference). ``group_starts``: where a dense checkpoint's baselines drop tokens
+    (default: ``model.interpreter_blocks``, else three even groups); an IA-RED² model uses its own.
     """
     with evaluation_session(cfg, checkpoint, with_masks=oracle) as run:
         clip_bytes = (3 + oracle) * run.spec.num_frames * run.spec.crop_size ** 2  # masks: one byte a pixel
@@ -207,7 +209,7 @@ def sweep(cfg: Config, checkpoint: str, *, thresholds: Sequence[float] = (0.3, 0
         if cached:
             run.batches = list(run.batches)  # decode once, reuse for every point
         depth = len(backbone_of(run.model).blocks)
-        starts = (group_starts_of(run.model) or list(cfg.model.interpreter_blocks)
+        starts = (group_starts_of(run.model) or list(group_starts or cfg.model.interpreter_blocks)
                   or default_group_starts(depth))
         points = []
         for method, setting, predict, steps in method_points(
