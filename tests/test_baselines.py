@@ -162,43 +162,56 @@ def expected_actor_keep(masks: torch.Tensor) -> torch.Tensor:
     return touched.flatten(2)
 
 
-def test_actor_mask_keeps_exactly_the_masked_tokens(model, clip):
+def expected_tube_keep(masks: torch.Tensor) -> torch.Tensor:
+    """(B, T, N) every location some frame's mask touches, in every frame."""
+    touched = expected_actor_keep(masks)
+    return touched.any(1, keepdim=True).expand_as(touched)
+
+
+def test_tube_coverage_is_each_locations_largest_coverage_in_every_frame():
     masks = actor_masks()
-    expected = expected_actor_keep(masks)
-    coverage = baselines.mask_coverage(masks, 8)
+    tube = rearrange(baselines.tube_coverage(masks, 8, 4), "b (n t) -> b t n", t=4)
+    assert torch.equal(tube > 0, expected_tube_keep(masks))
+    assert tube[1, 0, 15].item() == pytest.approx(3 / 64)  # frame 0 inherits frame 3's coverage
+
+
+def test_actor_tube_keeps_exactly_the_tube(model, clip):
+    masks = actor_masks()
+    expected = expected_tube_keep(masks)
+    coverage = baselines.tube_coverage(masks, 8, 4)
     with torch.no_grad():
         logits, kept = baselines.drop_tokens(model, clip, [1], [(coverage > 0).sum(1)],
                                              lambda block, state: coverage)
-        out = baselines.actor_mask_predictor(model, 1)(clip, masks)
+        out = baselines.actor_tube_predictor(model, 1)(clip, masks)
         state = model.forward_blocks(model.embed(clip), 0, 1)
         state = state.select(rearrange(expected, "b t n -> b (n t)"))
         reference = model.head(model.pool(model.forward_blocks(state, 1)))
     assert torch.equal(kept[0], expected)
-    assert expected.sum((1, 2)).tolist() == [4, 5, 0]
-    assert out.keep.flatten().tolist() == [4 / 64, 5 / 64, 0.0]
+    assert expected.sum((1, 2)).tolist() == [4, 20, 0]  # 1 and 5 locations x 4 frames
+    assert out.keep.flatten().tolist() == [4 / 64, 20 / 64, 0.0]
     assert torch.allclose(out.logits, reference, atol=1e-5) and torch.allclose(logits, reference, atol=1e-5)
 
 
 def test_random_same_count_keeps_the_same_counts_elsewhere(model, clip):
     masks = actor_masks()
     with torch.no_grad():
-        actor = baselines.actor_mask_predictor(model, 1)(clip, masks)
+        actor = baselines.actor_tube_predictor(model, 1)(clip, masks)
         rand = baselines.random_same_count_predictor(model, 1, seed=0)(clip, masks)
         again = baselines.random_same_count_predictor(model, 1, seed=0)(clip, masks)
-        counts = (baselines.mask_coverage(masks, 8) > 0).sum(1)
+        counts = (baselines.tube_coverage(masks, 8, 4) > 0).sum(1)
         _, kept = baselines.drop_tokens(model, clip, [1], [counts],
                                         baselines.random_scores(torch.Generator().manual_seed(0)))
     assert torch.equal(rand.keep, actor.keep) and torch.equal(rand.logits, again.logits)
-    assert kept[0].sum((1, 2)).tolist() == [4, 5, 0]
-    assert not torch.equal(kept[0], expected_actor_keep(masks))
+    assert kept[0].sum((1, 2)).tolist() == [4, 20, 0]
+    assert not torch.equal(kept[0], expected_tube_keep(masks))
 
 
 def test_per_sample_count_drop_costs_what_the_counter_says(model, clip):
     masks = actor_masks()
     with torch.no_grad():
-        out = baselines.actor_mask_predictor(model, 1)(clip, masks)
+        out = baselines.actor_tube_predictor(model, 1)(clip, masks)
     shape = shape_of(model)
-    reference = model_macs(shape, group_starts=[1], group_keep=[expected_actor_keep(masks)],
+    reference = model_macs(shape, group_starts=[1], group_keep=[expected_tube_keep(masks)],
                            interpreter_heads=0)
     assert torch.equal(out.macs, reference)
     dense = model_macs(shape).item()
@@ -225,4 +238,4 @@ def test_per_sample_counts_must_not_grow(model, clip):
     with pytest.raises(ValueError, match="non-increasing"):
         baselines.drop_tokens(model, clip, [0, 2], grow, lambda block, state: torch.rand(3, 64))
     with pytest.raises(ValueError, match="do not match"):
-        baselines.actor_mask_predictor(model, 1)(clip, actor_masks()[:, :, :16])
+        baselines.actor_tube_predictor(model, 1)(clip, actor_masks()[:, :, :16])

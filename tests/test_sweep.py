@@ -121,16 +121,16 @@ def test_mask_rows_are_reduced_and_drawn_apart(tmp_path):
               SweepPoint("random", "keep=0.1 (rho=0.46)", 2.0, 70.0, 60.0, 0.2, 1.0),
               SweepPoint("oracle", "keep=0.5 (rho=0.79)", 5.0, 89.8, 88.0, 0.5, 1.0),
               SweepPoint("oracle", "keep=0.1 (rho=0.46)", 2.0, 89.0, 88.0, 0.2, 1.0),
-              SweepPoint("actor-mask", "block 0", 1.5, 90.0, 88.0, 0.1, 1.0),
+              SweepPoint("actor-tube", "block 0", 1.5, 90.0, 88.0, 0.1, 1.0),
               SweepPoint("random-same-count", "block 0", 1.5, 60.0, 55.0, 0.1, 1.0)]
-    assert reduction_within(points, 0.5) == {"random": None, "oracle": 2.0, "actor-mask": 10 / 1.5,
+    assert reduction_within(points, 0.5) == {"random": None, "oracle": 2.0, "actor-tube": 10 / 1.5,
                                              "random-same-count": None}
     assert reduction_within(points, 1.0)["oracle"] == 5.0
     lines = summary_lines(points)
     assert any("read the test set's actor masks" in line for line in lines)
     assert "keep=0.1 (rho=0.46)" in lines[2]
     assert curve_style("oracle")["linestyle"] == "--" and curve_style("random") == {"marker": "o"}
-    assert curve_style("actor-mask")["linestyle"] == "none"
+    assert curve_style("actor-tube")["linestyle"] == "none"
     plot_frontier(points, tmp_path / "frontier.png", title="t")
     assert (tmp_path / "frontier.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -145,16 +145,16 @@ def test_sweep_oracle_rows_and_deep_budgets(masked_dataset, tmp_path, capsys):
     half, tenth = "keep=0.5 (rho=0.79)", "keep=0.1 (rho=0.46)"  # 3 groups at blocks 0, 1, 3 of 4
     assert list(points) == [("dense", "-"), ("random", half), ("cls-topk", half), ("oracle", half),
                             ("random", tenth), ("cls-topk", tenth), ("oracle", tenth),
-                            ("actor-mask", "block 0"), ("random-same-count", "block 0"), ("tome", "r=1")]
+                            ("actor-tube", "block 0"), ("random-same-count", "block 0"), ("tome", "r=1")]
     counts = budget_counts(cumulative_budget(final_keep_ratio(0.1, 3), 3), 128)  # 8 frames x 16 patches
     assert counts[-1] == 13
     deep = sum(k / 128 * blocks for k, blocks in zip(counts, [1, 2, 1])) / 4
     for method in ("random", "cls-topk", "oracle"):
         assert points[(method, tenth)]["kept_share"] == pytest.approx(deep, abs=1e-6)
         assert points[(method, tenth)]["gflops_per_view"] < points[(method, half)]["gflops_per_view"]
-    actor, control = points[("actor-mask", "block 0")], points[("random-same-count", "block 0")]
-    assert 0 < actor["kept_share"] < 0.5 and actor["kept_share"] == pytest.approx(control["kept_share"])
-    assert "oracle" in result["reduction_within_0.5"] and "actor-mask" in result["reduction_within_1.0"]
+    actor, control = points[("actor-tube", "block 0")], points[("random-same-count", "block 0")]
+    assert 0 < actor["kept_share"] < 1 and actor["kept_share"] == pytest.approx(control["kept_share"])
+    assert "oracle" in result["reduction_within_0.5"] and "actor-tube" in result["reduction_within_1.0"]
     assert "read the test set's actor masks" in capsys.readouterr().out
 
 

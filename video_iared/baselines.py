@@ -21,9 +21,10 @@ And references that read the test set's actor masks (:class:`~video_iared.engine
 
 - **oracle**: the same budgets, tokens ranked by the share of their pixels the actor mask covers
   (:func:`mask_coverage`, ties broken at random); scoring is free.
-- **actor-mask**: keep exactly the tokens the mask touches (coverage > 0), one drop at the first group
-  start, so every sample keeps its own count; **random-same-count** keeps as many random tokens per
-  sample at the same block, its control. Together: does keeping only the actor's tokens hold accuracy?
+- **actor-tube**: keep exactly the actor's space-time tube (:func:`tube_coverage`: every location the
+  mask touches in any frame, in every frame), one drop at the first group start, so every sample keeps
+  its own count; **random-same-count** keeps as many random tokens per sample at the same block, its
+  control. Together: does keeping only the actor's tokens hold accuracy?
 """
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ from video_iared.models.tokens import TokenState
 
 __all__ = ["budget_counts", "random_scores", "cls_attention_scores", "mask_coverage", "oracle_scores",
            "keep_top", "drop_tokens", "drop_forward", "random_predictor", "topk_predictor",
-           "oracle_predictor", "actor_mask_predictor", "random_same_count_predictor", "bipartite_matching",
-           "merge_tokens", "tome_forward", "tome_macs", "tome_predictor", "tome_schedule"]
+           "tube_coverage", "oracle_predictor", "actor_tube_predictor", "random_same_count_predictor",
+           "bipartite_matching", "merge_tokens", "tome_forward", "tome_macs", "tome_predictor",
+           "tome_schedule"]
 
 Scorer = Callable[[Block, TokenState], Tensor]  # (block about to run, state) -> scores (B, N*T)
 Count = int | Tensor  # tokens kept per sample: one for all (a budget), or (B,) per sample
@@ -110,6 +112,15 @@ def mask_coverage(masks: Tensor, patch_size: int) -> Tensor:
     """Actor masks (B, T, H, W) (nonzero = actor) -> (B, N*T) share of each patch token's pixels that
     the mask covers, in the model's token order ``(n t)`` (location n row-major on the patch grid)."""
     return reduce((masks > 0).float(), "b t (h p) (w q) -> b (h w t)", "mean", p=patch_size, q=patch_size)
+
+
+def tube_coverage(masks: Tensor, patch_size: int, frames: int) -> Tensor:
+    """(B, N*T) the actor's space-time tube: each location's largest :func:`mask_coverage` over the clip,
+    in every frame. Why not the mask alone: divided attention reads motion at a location as the actor
+    arriving over or leaving the background there, so the per-frame mask tokens alone make a moving actor
+    look like a changing size (docs/results.md, The clutter set)."""
+    coverage = rearrange(mask_coverage(masks, patch_size), "b (n t) -> b n t", t=frames)
+    return repeat(coverage.amax(-1), "b n -> b (n t)", t=frames)
 
 
 def oracle_scores(masks: Tensor, patch_size: int, generator: torch.Generator) -> Tensor:
@@ -213,24 +224,24 @@ def oracle_predictor(model: TimeSformer, group_starts: Sequence[int], budget: Se
     return MaskPredictor(predict)
 
 
-def actor_mask_predictor(model: TimeSformer, group_start: int) -> MaskPredictor:
-    """Keep exactly the tokens the actor mask touches (coverage > 0) from block ``group_start`` on, one
-    drop: each sample keeps its own count (none when its view shows no actor)."""
+def actor_tube_predictor(model: TimeSformer, group_start: int) -> MaskPredictor:
+    """Keep exactly the actor's tube (:func:`tube_coverage` > 0) from block ``group_start`` on, one drop:
+    each sample keeps its own count (none when its view shows no actor)."""
 
     def predict(clip: Tensor, masks: Tensor) -> Prediction:
-        coverage = mask_coverage(_masks_like(masks, clip), model.patch_size)
+        coverage = tube_coverage(_masks_like(masks, clip), model.patch_size, model.num_frames)
         return drop_forward(model, clip, [group_start], [(coverage > 0).sum(1)], _fixed(coverage), 0)
 
     return MaskPredictor(predict)
 
 
 def random_same_count_predictor(model: TimeSformer, group_start: int, seed: int = 0) -> MaskPredictor:
-    """The control of :func:`actor_mask_predictor`: per sample, as many uniformly random tokens as its
-    mask touches, dropped at the same block."""
+    """The control of :func:`actor_tube_predictor`: per sample, as many uniformly random tokens as its
+    tube holds, dropped at the same block."""
     generator = torch.Generator().manual_seed(seed)
 
     def predict(clip: Tensor, masks: Tensor) -> Prediction:
-        count = (mask_coverage(_masks_like(masks, clip), model.patch_size) > 0).sum(1)
+        count = (tube_coverage(_masks_like(masks, clip), model.patch_size, model.num_frames) > 0).sum(1)
         return drop_forward(model, clip, [group_start], [count], random_scores(generator), 0)
 
     return MaskPredictor(predict)

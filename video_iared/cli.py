@@ -143,8 +143,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _register_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="accuracy vs GFLOPs of IA-RED2 (thresholds, budgets), random drop, "
-                       "CLS-attention top-k, ToMe and dense (--oracle: and actor-mask references); writes "
-                       "sweep.json and sweep.png to run.output_dir")
+                       "CLS-attention top-k, ToMe and dense (--oracle: and the actor-mask references); "
+                       "writes sweep.json and sweep.png to run.output_dir")
     _add_checkpoint_args(p, warmup=1)
     p.add_argument("--thresholds", type=_numbers(float), default=[0.3, 0.5, 0.7, 0.8, 0.9],
                    help="IA-RED2 threshold decisions, comma-separated (default 0.3,0.5,0.7,0.8,0.9)")
@@ -158,8 +158,8 @@ def _register_sweep(sub: argparse._SubParsersAction) -> None:
                    help="ToMe locations merged per block, comma-separated (default 1,2,3)")
     p.add_argument("--oracle", action="store_true",
                    help="add rows that read the test videos' actor masks (x.masks.npz sidecars): oracle "
-                   "(top-k by mask coverage at every budget), actor-mask (only the tokens the mask touches) "
-                   "and random-same-count (as many random tokens)")
+                   "(top-k by mask coverage at every budget), actor-tube (only the locations the mask "
+                   "touches in any frame) and random-same-count (as many random tokens)")
     p.add_argument("--methods", type=_numbers(str), default=None,
                    help="run only these methods (and dense), comma-separated, e.g. "
                    "iared-budget,iared-calibrated")

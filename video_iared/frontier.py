@@ -3,7 +3,7 @@ oracle on the clutter set, over seeds, with mean ± spread.
 
 Per seed: the three training stages (``configs/clutter/``), thresholds calibrated to the deployed budget,
 then two sweeps on the same test views. The training-free rules (random, CLS top-k, ToMe) and the
-mask references (oracle, actor-mask, random-same-count) run on the dense stage-1 backbone, as one would
+mask references (oracle, actor-tube, random-same-count) run on the dense stage-1 backbone, as one would
 apply them to a pretrained model; IA-RED² (budgets, calibrated thresholds, the paper's threshold 0.5)
 runs on its fine-tuned checkpoint, whose heatmaps are then scored against the actor masks. The tables
 and the plot aggregate the seeds: the mean, and the spread (largest minus smallest) of every figure.
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     report = ["# IA-RED² frontier on the clutter set", "",
               f"Seeds {', '.join(map(str, seeds))}; {seconds:.0f} s of stages (skipped stages count 0). "
               "Mean over seeds ± spread (largest − smallest); references that read the actor masks: "
-              "oracle, actor-mask, random-same-count.", "", "![frontier](frontier.png)", "",
+              "oracle, actor-tube, random-same-count.", "", "![frontier](frontier.png)", "",
               format_table(rows), "", "Heatmaps against the actor masks (validation videos, protocol of "
               "Chefer et al.):", "", format_map_table(maps), ""]
     (out / "FRONTIER.md").write_text("\n".join(report))

@@ -12,8 +12,9 @@ for the rules to separate.
 A checkpoint with calibrated thresholds (``video-iared calibrate``) adds ``iared-calibrated``: the
 threshold decision at the cost it was fitted to. With ``oracle``, the test views' actor masks are loaded
 and three reference rows added (they read the masks, so they bound the methods rather than compete):
-``oracle`` (top-k by mask coverage at every budget), ``actor-mask`` (only the tokens the mask touches,
-one drop at the first group) and ``random-same-count`` (as many random tokens per sample, same block).
+``oracle`` (top-k by mask coverage at every budget), ``actor-tube`` (only the locations the mask touches
+in any frame, one drop at the first group) and ``random-same-count`` (as many random tokens per sample,
+same block).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ __all__ = ["SweepPoint", "DEFAULT_FINAL_KEEPS", "MASK_METHODS", "cumulative_budg
 # cumulative keeps of the default budget points: the same depth whatever the number of groups
 DEFAULT_FINAL_KEEPS = (0.7, 0.5, 0.3, 0.2, 0.1)
 # rows that read the test set's actor masks: references, listed and drawn apart from the methods
-MASK_METHODS = ("oracle", "actor-mask", "random-same-count")
+MASK_METHODS = ("oracle", "actor-tube", "random-same-count")
 
 
 @dataclass
@@ -113,7 +114,7 @@ def method_points(model: nn.Module, *, thresholds: Sequence[float], keep_ratios:
             yield "oracle", setting, predict, list(starts)
     if oracle:
         first = starts[0]
-        yield "actor-mask", f"block {first}", baselines.actor_mask_predictor(backbone, first), [first]
+        yield "actor-tube", f"block {first}", baselines.actor_tube_predictor(backbone, first), [first]
         yield ("random-same-count", f"block {first}",
                baselines.random_same_count_predictor(backbone, first, seed=seed), [first])
     for r in tome_r:
@@ -155,7 +156,7 @@ def summary_lines(points: Sequence[SweepPoint]) -> list[str]:
 def curve_style(method: str) -> dict[str, Any]:
     """Matplotlib line style of a method's curve: the mask-reading references dashed or as lone markers."""
     styles = {"oracle": dict(linestyle="--", marker="s", markerfacecolor="none"),
-              "actor-mask": dict(linestyle="none", marker="D", markersize=8),
+              "actor-tube": dict(linestyle="none", marker="D", markersize=8),
               "random-same-count": dict(linestyle="none", marker="X", markersize=8)}
     return styles.get(method, dict(marker="o"))
 
