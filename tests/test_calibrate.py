@@ -7,7 +7,7 @@ import torch
 from tiny_videos import save_tiny_checkpoint, tiny_iared
 from video_iared.cli import main
 from video_iared.config import load_config
-from video_iared.engine.calibrate import CALIBRATION_KEY, fit_thresholds, share_threshold
+from video_iared.engine.calibrate import CALIBRATION_KEY, fit_thresholds, floored_threshold
 from video_iared.engine.loading import load_for_inference
 from video_iared.models.weights import WeightsError, read_checkpoint
 from video_iared.predict import load_model
@@ -16,15 +16,26 @@ from video_iared.sweep import method_points
 BLOCKS = ["model.interpreter_blocks=[0,2]", "model.interpreter_heads=4"]
 
 
-def test_share_threshold_keeps_exactly_the_asked_count():
+def test_threshold_without_floor_keeps_exactly_the_asked_count():
     scores = torch.tensor([0.1, 0.9, 0.7, 0.8, 0.3])
-    assert share_threshold(scores, 2) == pytest.approx(0.7)
-    assert share_threshold(scores, 0) == pytest.approx(0.9)       # nothing strictly above the top
-    assert share_threshold(scores, 5) == -math.inf
+    clips = [scores[:2], scores[2:]]
+    assert floored_threshold(clips, 2) == pytest.approx(0.7)
+    assert floored_threshold(clips, 0) == pytest.approx(0.9)       # nothing strictly above the top
+    assert floored_threshold(clips, 5) == -math.inf
     for kept in range(6):
-        assert int((scores > share_threshold(scores, kept)).sum()) == kept
+        assert int((scores > floored_threshold(clips, kept)).sum()) == kept
     with pytest.raises(ValueError, match="cannot keep 6 of 5"):
-        share_threshold(scores, 6)
+        floored_threshold(clips, 6)
+
+
+def test_floor_counts_each_clips_best_tokens_in_the_total():
+    # clip 0 scores high, clip 1 low: a pooled threshold for 4 tokens would starve clip 1
+    clips = [torch.tensor([0.9, 0.8, 0.7, 0.6]), torch.tensor([0.2, 0.1, 0.05, 0.01])]
+    assert floored_threshold(clips, 4) == pytest.approx(0.2)      # clip 0 keeps 4, clip 1 none
+    t = floored_threshold(clips, 4, floor=1)
+    kept = [max(int((c > t).sum()), 1) for c in clips]
+    assert t == pytest.approx(0.6) and kept == [3, 1]               # the floor's token counts
+    assert floored_threshold(clips, 1, floor=2) == pytest.approx(0.9)  # floors alone exceed the total
 
 
 def test_fitted_thresholds_spend_the_budget_on_the_fitting_clips():
@@ -34,8 +45,8 @@ def test_fitted_thresholds_spend_the_budget_on_the_fitting_clips():
     torch.manual_seed(1)
     clips = [torch.randn(4, 3, 8, 32, 32) for _ in range(3)]
     budget = [0.6, 0.3]
-    thresholds = fit_thresholds(model, clips, budget)
-    assert model.thresholds is None  # the fit leaves the model as it was
+    thresholds, floors = fit_thresholds(model, clips, budget)
+    assert model.thresholds is None and floors == [0, 0]  # the fit leaves the model as it was
     model.thresholds = thresholds
     kept = torch.zeros(2)
     with torch.no_grad():
@@ -46,6 +57,14 @@ def test_fitted_thresholds_spend_the_budget_on_the_fitting_clips():
     total = 12 * 8 * 16  # clips x T x N
     assert kept.tolist() == [round(0.6 * total), round(0.3 * total)]
     assert per_clip.unique().numel() > 1  # per-clip counts adapt; only the mean is fixed
+    model.thresholds, model.min_kept = fit_thresholds(model, clips, budget, floor_share=0.5)
+    assert model.min_kept == [round(0.3 * 128), round(0.15 * 128)]
+    with torch.no_grad():
+        outs = [model(clip, decision="calibrated") for clip in clips]
+    for g, share in enumerate(budget):
+        counts = torch.cat([out.groups[g].kept for out in outs])
+        assert counts.min() >= model.min_kept[g]
+        assert abs(counts.sum().item() - round(share * total)) <= 2  # ties at the floor's edge aside
 
 
 def test_calibrated_decision_without_thresholds_names_the_fix():
@@ -68,9 +87,11 @@ def test_calibrate_command_writes_thresholds_that_inference_loads(small_syntheti
     saved = read_checkpoint(ckpt)
     entry = saved[CALIBRATION_KEY]
     assert entry["budget"] == [0.5, 0.25] and entry["videos"] == 12 and len(entry["thresholds"]) == 2
+    assert entry["min_kept"] == [round(0.5 * 0.5 * 128), round(0.5 * 0.25 * 128)]
     assert all(torch.equal(saved["model"][k], v) for k, v in weights_before.items())  # weights untouched
     model = load_for_inference(cfg, ckpt, "cpu")
     assert model.thresholds == entry["thresholds"] and model.decision == "calibrated"
+    assert model.min_kept == entry["min_kept"]
     loaded = load_model(ckpt, overrides=["iared.decision=calibrated"])
     assert loaded.model.thresholds == entry["thresholds"]
 

@@ -59,8 +59,8 @@ def build_stages(out: Path, seeds: Sequence[int], num_train: int, num_val: int) 
         stages.append(Stage(f"seed {seed}: sweep the dense backbone (baselines, oracle)",
                             cli("sweep", "--config", str(CLUTTER / "backbone.yaml"), "--checkpoint",
                                 str(ckpt["backbone"]), "--oracle", "--final-keeps", FINAL_KEEPS,
-                                "--group-starts", starts,
-                                "--tome-r", TOME_R, *common, *views, f"run.output_dir={runs / 'sweep_dense'}"),
+                                "--group-starts", starts, "--tome-r", TOME_R, *common, *views,
+                                f"run.output_dir={runs / 'sweep_dense'}"),
                             runs / "sweep_dense" / "sweep.json"))
         stages.append(Stage(f"seed {seed}: sweep IA-RED2",
                             cli("sweep", "--config", str(CLUTTER / "finetune.yaml"), "--checkpoint",

@@ -8,7 +8,8 @@ and uses training videos under the test transform, so the test set stays untouch
 
 Group by group, in order: with the earlier groups at their fitted thresholds and group ``g`` keeping
 every token left to it, ``t_g`` is the score above which ``budget[g] · T·N · clips`` of the pooled
-present tokens lie (:func:`share_threshold`).
+present tokens lie, counting for each clip at least its floor of ``FLOOR_SHARE · budget[g] · T·N`` best
+tokens (:func:`floored_threshold`).
 """
 from __future__ import annotations
 
@@ -31,43 +32,69 @@ from .checkpoint import save_checkpoint
 from .datasets import build_dataset, input_spec
 from .loading import load_for_inference
 
-__all__ = ["CALIBRATION_KEY", "share_threshold", "fit_thresholds", "calibrate"]
+__all__ = ["CALIBRATION_KEY", "FLOOR_SHARE", "floored_threshold", "fit_thresholds", "calibrate"]
 
 CALIBRATION_KEY = "calibration"  # checkpoint entry: thresholds and what they were fitted to
+# every clip keeps at least this share of a group's mean budget: a clip whose scores all sit below the
+# threshold would otherwise lose every token (on the clutter set the bare calibrated thresholds scored
+# 10 points below the budget decision at the same GFLOPs; docs/results.md, The clutter set)
+FLOOR_SHARE = 0.5
 
 
-def share_threshold(scores: Tensor, kept: int) -> float:
-    """The threshold ``t`` with exactly ``kept`` of ``scores`` strictly above it (1-D, pooled over
-    clips; ties aside): the highest score left out. It is one of the scores, so comparing in their own
-    dtype (a float32 comparison rounds a midpoint) keeps the count exact."""
-    if not 0 <= kept <= scores.numel():
-        raise ValueError(f"cannot keep {kept} of {scores.numel()} scores")
-    if kept == scores.numel():
+def floored_threshold(per_clip: Sequence[Tensor], kept: int, floor: int = 0) -> float:
+    """The threshold ``t`` under which the clips keep ``kept`` tokens in all, each clip its scores above
+    ``t`` but at least its ``floor`` best: the largest total not above ``kept`` (exact when no floor and
+    no ties). ``t`` is one of the scores (or -inf), so comparing in their own dtype keeps counts exact."""
+    pooled = torch.cat(list(per_clip))
+    if not 0 <= kept <= pooled.numel():
+        raise ValueError(f"cannot keep {kept} of {pooled.numel()} scores")
+    ranked = pooled.sort(descending=True).values
+    ascending = [scores.sort().values for scores in per_clip]
+    floors = [min(floor, scores.numel()) for scores in per_clip]
+
+    def total(t: Tensor) -> int:
+        return sum(max(len(s) - int(torch.searchsorted(s, t, right=True)), f)
+                   for s, f in zip(ascending, floors))
+
+    if kept == pooled.numel():
         return -math.inf
-    return scores.sort(descending=True).values[kept].item()
+    if total(ranked[0]) > kept:
+        return ranked[0].item()  # the floors alone exceed the budget
+    lo, hi = 0, len(ranked) - 1  # total(ranked[i]) grows with i: the last i with total <= kept
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if total(ranked[mid]) <= kept else (lo, mid - 1)
+    return ranked[lo].item()
 
 
 @torch.no_grad()
-def fit_thresholds(model: IARed, clips: Sequence[Tensor], budget: Sequence[float]) -> list[float]:
-    """Per-group thresholds for ``model`` on normalised ``clips`` (batches) so that group ``g`` keeps
-    ``budget[g]`` of the T·N patch tokens on average over the clips (one pass per group)."""
+def fit_thresholds(model: IARed, clips: Sequence[Tensor], budget: Sequence[float],
+                   floor_share: float = 0.0) -> tuple[list[float], list[int]]:
+    """Per-group thresholds and per-sample floors for ``model`` on normalised ``clips`` (batches): group
+    ``g`` keeps ``budget[g]`` of the T·N patch tokens on average over the clips, and every clip at least
+    ``floor_share`` of that (one pass per group)."""
     if len(budget) != len(model.group_starts):
         raise ValueError(f"{len(budget)} budgets for {len(model.group_starts)} interpreter groups")
-    saved = model.thresholds
+    saved = model.thresholds, model.min_kept
     fitted: list[float] = []
+    tokens = 0
+    floors: list[int] = []
     try:
         for g, share in enumerate(budget):
             # earlier groups at their fitted thresholds; this one and later ones keep every token
             model.thresholds = fitted + [-math.inf] * (len(budget) - g)
-            pooled, total = [], 0
+            model.min_kept = floors + [0] * (len(budget) - g)
+            per_clip, total = [], 0
             for clip in clips:
                 group = model(clip, decision="calibrated").groups[g]
-                pooled.append(group.scores[group.keep].float().cpu())
-                total += group.keep[0].numel() * clip.shape[0]
-            fitted.append(share_threshold(torch.cat(pooled), round(share * total)))
+                tokens = group.keep[0].numel()
+                per_clip += [scores[keep].float().cpu() for scores, keep in zip(group.scores, group.keep)]
+                total += tokens * clip.shape[0]
+            floors.append(round(floor_share * share * tokens))
+            fitted.append(floored_threshold(per_clip, round(share * total), floors[-1]))
     finally:
-        model.thresholds = saved
-    return fitted
+        model.thresholds, model.min_kept = saved
+    return fitted, floors
 
 
 def _calibration_clips(cfg: Config, videos: int, device: torch.device) -> list[Tensor]:
@@ -83,7 +110,7 @@ def _calibration_clips(cfg: Config, videos: int, device: torch.device) -> list[T
 
 
 def calibrate(cfg: Config, checkpoint: str | Path, *, videos: int = 256, out: str | Path | None = None,
-              budget: Sequence[float] | None = None) -> dict[str, Any]:
+              budget: Sequence[float] | None = None, floor_share: float = FLOOR_SHARE) -> dict[str, Any]:
     """Fit thresholds to ``budget`` (default ``cfg.iared.budget``, the deployed one) on ``videos``
     training videos and write them into ``out`` (default: the checkpoint itself, atomically, weights
     untouched). Returns the calibration entry; decision ``calibrated`` then uses it."""
@@ -98,9 +125,9 @@ def calibrate(cfg: Config, checkpoint: str | Path, *, videos: int = 256, out: st
     state = dict(read_checkpoint(checkpoint))
     model = load_for_inference(cfg, state, device, source=str(checkpoint))
     clips = _calibration_clips(cfg, videos, device)
-    thresholds = fit_thresholds(model, clips, budget)
-    entry = {"thresholds": thresholds, "budget": budget, "videos": sum(len(c) for c in clips),
-             "list": cfg.data.train_list}
+    thresholds, min_kept = fit_thresholds(model, clips, budget, floor_share)
+    entry = {"thresholds": thresholds, "min_kept": min_kept, "budget": budget,
+             "videos": sum(len(c) for c in clips), "list": cfg.data.train_list}
     state[CALIBRATION_KEY] = entry
     save_checkpoint(state, out or checkpoint)
     return entry

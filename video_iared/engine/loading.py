@@ -36,6 +36,7 @@ def load_for_inference(cfg: Config, checkpoint: str | Path | Mapping, device: to
             raise WeightsError(f"{source}: {len(calibration['thresholds'])} calibrated thresholds for "
                                f"{len(model.group_starts)} interpreter groups; calibrate it again")
         model.thresholds = list(calibration["thresholds"])
+        model.min_kept = list(calibration.get("min_kept", []))
     if cfg.iared.decision == "calibrated" and not (isinstance(model, IARed) and calibration):
         raise WeightsError(f"iared.decision=calibrated: {source} holds no calibrated thresholds; run "
                            f"`video-iared calibrate --config CFG --checkpoint {source}` first")

@@ -74,14 +74,15 @@ class IARed(nn.Module):
     ``decision`` (``sample`` | ``threshold`` | ``calibrated`` | ``budget`` | ``none``) and ``active_groups``
     (curriculum: interpreters after the first ``active_groups`` keep every token) are attributes,
     overridable per call. ``budgets`` are cumulative keep ratios per group against the T*N patch tokens
-    (decision ``budget``); ``thresholds`` one threshold per group (decision ``calibrated``: the thresholds
-    ``engine.calibrate`` fits to a budget's mean cost, read from the checkpoint).
+    (decision ``budget``); ``thresholds`` one threshold per group and ``min_kept`` the tokens every sample
+    keeps at least (decision ``calibrated``: what ``engine.calibrate`` fits to a budget's mean cost, read
+    from the checkpoint).
     """
 
     def __init__(self, backbone: nn.Module, *, group_starts: Sequence[int] = (0, 4, 8),
                  interpreter_heads: int = 6, decision: ModelDecision = "threshold", threshold: float = 0.5,
                  budgets: Sequence[float] | None = None, thresholds: Sequence[float] | None = None,
-                 active_groups: int | None = None) -> None:
+                 min_kept: Sequence[int] | None = None, active_groups: int | None = None) -> None:
         super().__init__()
         depth = len(backbone.blocks)
         starts = list(group_starts)
@@ -102,6 +103,7 @@ class IARed(nn.Module):
         self.threshold = threshold
         self.budgets = None if budgets is None else list(budgets)
         self.thresholds = None if thresholds is None else list(thresholds)
+        self.min_kept = None if min_kept is None else list(min_kept)
         self.active_groups = len(starts) if active_groups is None else active_groups
 
     def forward(self, x: Tensor, *, decision: ModelDecision | None = None, active_groups: int | None = None,
@@ -127,10 +129,11 @@ class IARed(nn.Module):
                 else:
                     budget = (None if self.budgets is None
                               else round(self.budgets[g] * layout.tokens_per_sample))
-                    mode, threshold = decision, self.threshold
                     if decision == "calibrated":
-                        mode, threshold = "threshold", self._calibrated_threshold(g)
-                    new, log_prob = decide(scores, present, mode, threshold=threshold, budget=budget)
+                        new, log_prob = self._calibrated(g, scores, present)
+                    else:
+                        new, log_prob = decide(scores, present, decision, threshold=self.threshold,
+                                               budget=budget)
                     per_sample = budget if decision == "budget" else None
                 if decision != "none" or keep is not None:   # always select: comparing would sync
                     state, present = state.select(new, per_sample), new
@@ -140,12 +143,17 @@ class IARed(nn.Module):
             state = self.backbone.forward_blocks(state, start, end)
         return IARedOutput(self.backbone.head(self.backbone.pool(state)), groups)
 
-    def _calibrated_threshold(self, group: int) -> float:
-        if self.thresholds is None or len(self.thresholds) != len(self.group_starts):
-            groups = len(self.group_starts)
+    def _calibrated(self, group: int, scores: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
+        """Scores above the group's calibrated threshold, and at least its ``min_kept`` best ones."""
+        groups = len(self.group_starts)
+        if self.thresholds is None or len(self.thresholds) != groups:
             raise ValueError(f"decision 'calibrated' needs one threshold per group ({groups}), "
                              f"have {self.thresholds}: run `video-iared calibrate` on the checkpoint")
-        return self.thresholds[group]
+        keep, log_prob = decide(scores, present, "threshold", threshold=self.thresholds[group])
+        floor = self.min_kept[group] if self.min_kept else 0
+        if floor:
+            keep = keep | decide(scores, present, "budget", budget=floor)[0]
+        return keep, log_prob
 
     def _scores(self, group: int, state: TokenState) -> Tensor:
         """(B, N*T) interpreter scores of the present tokens, 0 for absent ones."""
