@@ -114,3 +114,12 @@ def test_sweep_adds_the_calibrated_row_only_when_calibrated():
         got = rows["iared-calibrated"](clip)
     assert torch.equal(got.logits, expected.logits)
     assert got.keep.tolist() == [[g.keep[i].float().mean().item() for g in expected.groups] for i in range(2)]
+
+
+def test_training_refuses_the_calibrated_decision():
+    from video_iared.config import ConfigError
+    from video_iared.engine.train import check_config
+
+    cfg = load_config("configs/clutter/finetune.yaml", ["iared.decision=calibrated"])
+    with pytest.raises(ConfigError, match="fitted after training"):
+        check_config(cfg, torch.device("cpu"))

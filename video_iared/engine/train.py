@@ -55,6 +55,9 @@ def check_config(cfg: Config, device: torch.device) -> None:
            cfg.run.eval_every_epochs) < 1:
         raise ConfigError("optim.accum_steps, optim.epochs, data.batch_size, run.log_every and "
                           "run.eval_every_epochs must be >= 1")
+    if cfg.iared.decision == "calibrated":
+        raise ConfigError("iared.decision=calibrated is fitted after training (video-iared calibrate on the "
+                          "fine-tuned checkpoint); train and validate with iared.decision=budget")
     if cfg.iared.stage != "interpreters" and cfg.iared.curriculum_epochs:
         raise ConfigError("iared.curriculum_epochs applies to the interpreters stage only")
     if cfg.iared.rollouts < 1 or (cfg.iared.baseline == "leave_one_out" and cfg.iared.rollouts < 2):
