@@ -25,7 +25,8 @@ def sweep_points(tmp_path_factory):
     run_python(["-m", "video_iared.cli", "train", *common, "optim.epochs=8", "optim.warmup_epochs=1",
                 "run.eval_every_epochs=8", f"run.output_dir={root / 'backbone'}"], timeout=900)
     checkpoint = str(root / "backbone" / "checkpoint.pth")
-    run_python(["-m", "video_iared.cli", "sweep", *common, "--checkpoint", checkpoint, "--oracle", "--final-keeps", "0.1", "--tome-r", "", "--group-starts", "0",
+    run_python(["-m", "video_iared.cli", "sweep", *common, "--checkpoint", checkpoint, "--oracle",
+                "--final-keeps", "0.1", "--tome-r", "", "--group-starts", "0",
                 f"run.output_dir={root / 'sweep'}"])
     points = json.loads((root / "sweep" / "sweep.json").read_text())["points"]
     return {p["method"]: p["video_top1"] for p in points}
