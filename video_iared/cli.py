@@ -104,7 +104,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from video_iared.engine.calibrate import calibrate
 
     entry = calibrate(load_config(args.config, args.overrides), args.checkpoint, videos=args.videos,
-                      out=args.out, budget=args.budget)
+                      out=args.out, budget=args.budget, floor_share=args.floor_share)
     thresholds = ", ".join(f"{t:.4f}" for t in entry["thresholds"])
     print(f"calibrated thresholds [{thresholds}] to budget {entry['budget']} on {entry['videos']} training "
           f"videos -> {args.out or args.checkpoint}; evaluate with iared.decision=calibrated")
@@ -120,6 +120,8 @@ def _register_calibrate(sub: argparse._SubParsersAction) -> None:
                    help="cumulative keep ratio per group, comma-separated (default: iared.budget)")
     p.add_argument("--videos", type=int, default=256, help="training videos to fit on (default 256)")
     p.add_argument("--out", default=None, help="write the calibrated checkpoint here instead")
+    p.add_argument("--floor-share", type=float, default=None,
+                   help="every clip keeps at least this share of a group's mean budget (default 0.9)")
     p.set_defaults(func=_cmd_calibrate)
 
 

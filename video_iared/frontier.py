@@ -27,7 +27,7 @@ __all__ = ["FINAL_KEEPS", "build_stages", "aggregate", "aggregate_maps", "format
 
 CLUTTER = REPO / "configs" / "clutter"
 FINAL_KEEPS = "0.5,0.3,0.2,0.1,0.05"  # cumulative keep after the last group: where the rules separate
-TOME_R = "2,4,6,8"  # locations merged per block, of 49
+TOME_R = "4,8,12,16,24"  # locations merged per block, of 49 (24: 3.7x fewer GFLOPs, as deep as IA-RED2)
 IARED_METHODS = "iared-budget,iared-calibrated,iared-threshold"
 
 
