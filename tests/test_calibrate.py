@@ -87,7 +87,8 @@ def test_calibrate_command_writes_thresholds_that_inference_loads(small_syntheti
     saved = read_checkpoint(ckpt)
     entry = saved[CALIBRATION_KEY]
     assert entry["budget"] == [0.5, 0.25] and entry["videos"] == 12 and len(entry["thresholds"]) == 2
-    assert entry["min_kept"] == [round(0.9 * 0.5 * 128), round(0.9 * 0.25 * 128)] and entry["floor_share"] == 0.9
+    assert entry["min_kept"] == [round(0.9 * 0.5 * 128), round(0.9 * 0.25 * 128)]
+    assert entry["floor_share"] == 0.9
     assert all(torch.equal(saved["model"][k], v) for k, v in weights_before.items())  # weights untouched
     model = load_for_inference(cfg, ckpt, "cpu")
     assert model.thresholds == entry["thresholds"] and model.decision == "calibrated"
