@@ -1,8 +1,9 @@
 """The clutter set's two checks, measured on a small size: a dense model trained on it keeps its accuracy
 on the actor's tube alone (no fine-tuning), and loses it on as many random tokens.
 
-Small size: 4 frames of the clutter model (196 tokens), 600 training videos, 96 test videos. The
-margins cover the spread measured over runs (docs/results.md, The clutter set).
+Small size: 4 frames of the clutter model (196 tokens), 600 training videos, 96 test videos, ~2 minutes.
+Over seeds 0-2 (docs/results.md, The clutter set) dense scored 70.8-83.3 %, the tube -4.2 to +3.1 points
+against it, random at the tube's count -33 to -47: the bounds below leave margins beyond those spreads.
 """
 import json
 
@@ -33,11 +34,11 @@ def sweep_points(tmp_path_factory):
 
 
 def test_the_dense_model_learns_the_set(sweep_points):
-    assert sweep_points["dense"] >= 70.0  # chance 33.3 %
+    assert sweep_points["dense"] >= 55.0  # chance 33.3 %
 
 
 def test_the_actor_tube_alone_holds_the_dense_accuracy(sweep_points):
-    assert sweep_points["actor-tube"] >= sweep_points["dense"] - 8.0
+    assert sweep_points["actor-tube"] >= sweep_points["dense"] - 10.0
 
 
 def test_as_many_random_tokens_lose_it(sweep_points):
