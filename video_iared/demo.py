@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import time
 from pathlib import Path
 
-from video_iared.pipeline import REPO, Stage, cli, run_stage
+from video_iared.pipeline import REPO, Stage, cli, output_folder, run_stages
 
 TINY = REPO / "configs" / "tiny"
 RENDERED_CLIPS = 2
@@ -94,18 +92,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run every stage (skipping finished ones), then write REPORT.md."""
-    out = Path(args.out).resolve()
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
-    (out / "logs").mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out, args.fresh)
     stages = build_stages(out, args.num_train, args.num_val)
-    total = time.perf_counter()
-    for stage in stages:
-        run_stage(stage, out / "logs", "make demo")
+    seconds = run_stages(stages, out, "make demo")
     from video_iared.report import write_report
 
-    report = write_report(out, [(s.name, s.seconds, s.skipped) for s in stages],
-                          time.perf_counter() - total)
+    report = write_report(out, [(s.name, s.seconds, s.skipped) for s in stages], seconds)
     print(f"\nreport: {report}")
     (out / "stage_times.json").write_text(json.dumps({s.name: s.seconds for s in stages}, indent=1))
     return 0

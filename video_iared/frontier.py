@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from video_iared.config import load_config
-from video_iared.pipeline import REPO, Stage, cli, run_stage
+from video_iared.pipeline import REPO, Stage, cli, output_folder, run_stages
 
 __all__ = ["FINAL_KEEPS", "build_stages", "aggregate", "aggregate_maps", "format_table", "format_map_table",
            "plot", "add_arguments", "run"]
@@ -179,15 +177,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run every stage (skipping finished ones), then write FRONTIER.md, frontier.json, frontier.png."""
-    out = Path(args.out).resolve()
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
-    (out / "logs").mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out, args.fresh)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     stages = build_stages(out, seeds, args.num_train, args.num_val)
-    total = time.perf_counter()
-    for stage in stages:
-        run_stage(stage, out / "logs", "make frontier")
+    seconds = run_stages(stages, out, "make frontier")
     rows = aggregate([seed_points(out / f"seed{seed}") for seed in seeds])
     maps = aggregate_maps([json.loads((out / f"seed{seed}" / "interpret" / "interpretability.json")
                                       .read_text()) for seed in seeds])
@@ -195,7 +188,6 @@ def run(args: argparse.Namespace) -> int:
     (out / "frontier.json").write_text(json.dumps({"seeds": seeds, "rows": rows, "maps": maps,
                                                    "stage_seconds": times}, indent=1) + "\n")
     plot(rows, out / "frontier.png", f"clutter set, {len(seeds)} seeds: accuracy vs GFLOPs")
-    seconds = time.perf_counter() - total
     report = ["# IA-RED² frontier on the clutter set", "",
               f"Seeds {', '.join(map(str, seeds))}; {seconds:.0f} s of stages (skipped stages count 0). "
               "Mean over seeds ± spread (largest − smallest); references that read the actor masks: "

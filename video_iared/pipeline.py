@@ -3,13 +3,14 @@ command a user would type, printed before it runs, its output streamed to the te
 skipped on a rerun once the file it writes exists."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["REPO", "Stage", "cli", "run_stage"]
+__all__ = ["REPO", "Stage", "cli", "output_folder", "run_stage", "run_stages"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,3 +51,20 @@ def run_stage(stage: Stage, log_dir: Path, rerun_hint: str) -> None:
         raise SystemExit(f"stage '{stage.name}' failed (exit {code}); its log: {log}. "
                          f"Fix the cause and rerun `{rerun_hint}`: finished stages are skipped.")
     print(f"    {stage.name}: {stage.seconds:.0f} s", flush=True)
+
+
+def output_folder(path: str | Path, fresh: bool) -> Path:
+    """The run's folder (emptied first when ``fresh``), with ``logs/`` for the stages' output."""
+    out = Path(path).resolve()
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def run_stages(stages: list[Stage], out: Path, rerun_hint: str) -> float:
+    """Run ``stages`` in order (skipping finished ones); returns the seconds they took."""
+    start = time.perf_counter()
+    for stage in stages:
+        run_stage(stage, out / "logs", rerun_hint)
+    return time.perf_counter() - start
