@@ -213,7 +213,7 @@ def topk_predictor(model: TimeSformer, group_starts: Sequence[int], budget: Sequ
 def oracle_predictor(model: TimeSformer, group_starts: Sequence[int], budget: Sequence[float],
                      seed: int = 0) -> MaskPredictor:
     """Top-k by actor-mask coverage (:func:`oracle_scores`) at a cumulative ``budget`` per group: the
-    token counts of random and CLS top-k; the scorer reads the labels, so it costs no MACs."""
+    token counts of random and CLS top-k; the scorer reads the masks, so it costs no MACs."""
     generator = torch.Generator().manual_seed(seed)
     counts = budget_counts(budget, _tokens(model))
 
