@@ -14,7 +14,8 @@ from video_iared.config import Config, ConfigError, load_config
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="experiment YAML (configs/...); defaults when omitted")
+    parser.add_argument("--config", help="experiment YAML: a path, or a packaged config's name such as "
+                        "tiny/backbone (configs/ of the checkout); defaults when omitted")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. optim.lr=0.01 model.num_frames=16")
 

@@ -23,6 +23,10 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 
+# the packaged configs: video_iared/configs links to the checkout's configs/ and the wheel ships a copy
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
 class ConfigError(ValueError):
     """A config file or override that does not fit the schema."""
 
@@ -254,6 +258,29 @@ def config_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...
     return cfg
 
 
+def config_names() -> list[str]:
+    """The packaged configs' names (``tiny/backbone``, ``k400/iared/finetune``, ...), sorted."""
+    return sorted(str(p.relative_to(CONFIG_DIR).with_suffix("")) for p in CONFIG_DIR.rglob("*.yaml"))
+
+
+def config_path(name: str | Path) -> Path:
+    """The file a ``--config`` names: a path to a YAML file, or a packaged config's name such as
+    ``tiny/backbone`` (also ``tiny/backbone.yaml`` and ``configs/tiny/backbone.yaml``, the checkout's
+    path, from any folder)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    rel = path if path.suffix in (".yaml", ".yml") else path.with_name(path.name + ".yaml")
+    if rel.parts[:1] == ("configs",):
+        rel = Path(*rel.parts[1:])
+    if not rel.is_absolute() and (CONFIG_DIR / rel).is_file():
+        return CONFIG_DIR / rel
+    near = difflib.get_close_matches(str(rel.with_suffix("")), config_names(), n=1)
+    hint = f"did you mean '{near[0]}'?" if near else f"the packaged configs are under {CONFIG_DIR}"
+    raise ConfigError(f"config file not found: {name}; give a YAML path or a packaged config's name ({hint})")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
-    return config_from_dict(_read_yaml(Path(path)) if path else {}, overrides)
+    """Defaults, then the YAML file ``path`` names (a path or a packaged config's name, see
+    :func:`config_path`), if any, then ``key=value`` overrides."""
+    return config_from_dict(_read_yaml(config_path(path)) if path else {}, overrides)

@@ -1,24 +1,24 @@
 """``video-iared demo``: the whole pipeline on a generated synthetic dataset, with a report.
 
-Each stage runs the same command a user would type (printed before it runs), so the demo doubles as
+Each step runs the same command a user would type (printed before it runs), so the demo doubles as
 a worked example: generate the Kinetics-layout synthetic set, check it, train the tiny TimeSformer,
 train the interpreters (REINFORCE, curriculum), fine-tune (the paper's three stages), evaluate,
 sweep against the baselines, score the heatmaps against the masks, render a few clips, and write
-``REPORT.md`` with every stage's time. A finished stage (its output file exists) is skipped on a
+``REPORT.md`` with every step's time. A finished step (its output file exists) is skipped on a
 rerun, so an interrupted demo resumes.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from video_iared.pipeline import REPO, Stage, cli, output_folder, run_stages
+from video_iared.config import CONFIG_DIR
+from video_iared.pipeline import Step, cli, data_prep, output_folder, run_steps
 
-TINY = REPO / "configs" / "tiny"
+TINY = CONFIG_DIR / "tiny"
 RENDERED_CLIPS = 2
-# (stage name, configs/tiny/<config>.yaml, the run whose checkpoint it starts from, overrides): the
+# (step name, configs/tiny/<config>.yaml, the run whose checkpoint it starts from, overrides): the
 # paper's three stages at about a third of the tiny recipe's steps, so the demo fits 5 minutes on 2 cores
 # (configs/tiny as written trains longer and ends higher: docs/results.md, The tiny recipe)
 TRAINING = (("train backbone", "backbone", None,
@@ -32,54 +32,53 @@ FRAME_SIZE = 32  # the model's input size: no resizing in the loader, and a quar
 SWEEP_POINTS = ("--thresholds", "0.5", "--keep-ratios", "0.8,0.5", "--tome-r", "2")
 
 
-def build_stages(out: Path, num_train: int, num_val: int) -> list[Stage]:
-    """The demo's stages, in order; every path lives under ``out``."""
+def build_steps(out: Path, num_train: int, num_val: int) -> list[Step]:
+    """The demo's steps, in order; every path lives under ``out``."""
     data, runs = out / "data", out / "runs"
     ckpt = {config: runs / config / "checkpoint.pth" for _, config, _, _ in TRAINING}
     common = [f"data.root={data}"]
-    stages = [
-        Stage("generate synthetic dataset",
-              [sys.executable, str(REPO / "data_prep" / "make_synthetic.py"), str(data),
-               "--num-train", str(num_train), "--num-val", str(num_val), "--size", str(FRAME_SIZE)],
-              data / "classes.json"),
-        Stage("check videos",
-              [sys.executable, str(REPO / "data_prep" / "check_videos.py"), str(data / "val.csv"),
-               "--write-clean", str(out / "checked_val.csv")],
-              out / "checked_val.csv"),
-        *(Stage(name, cli("train", "--config", str(TINY / f"{config}.yaml"), *common, *overrides,
-                          f"model.weights={ckpt[start] if start else ''}",
-                          f"run.output_dir={runs / config}"),
-                runs / config / "final_metrics.json")
+    steps = [
+        Step("generate synthetic dataset",
+             data_prep("make_synthetic", str(data), "--num-train", str(num_train), "--num-val", str(num_val),
+                       "--size", str(FRAME_SIZE)),
+             data / "classes.json"),
+        Step("check videos",
+             data_prep("check_videos", str(data / "val.csv"), "--write-clean", str(out / "checked_val.csv")),
+             out / "checked_val.csv"),
+        *(Step(name, cli("train", "--config", str(TINY / f"{config}.yaml"), *common, *overrides,
+                         f"model.weights={ckpt[start] if start else ''}",
+                         f"run.output_dir={runs / config}"),
+               runs / config / "final_metrics.json")
           for name, config, start, overrides in TRAINING),
-        Stage("evaluate dense",
-              cli("evaluate", "--config", str(TINY / "backbone.yaml"), "--checkpoint", str(ckpt["backbone"]),
-                  *common, f"run.output_dir={out / 'eval_dense'}"),
-              out / "eval_dense" / "metrics.json"),
-        Stage("evaluate IA-RED2",
-              cli("evaluate", "--config", str(TINY / f"{FINAL}.yaml"), "--checkpoint", str(ckpt[FINAL]),
-                  *common, f"run.output_dir={out / 'eval_iared'}"),
-              out / "eval_iared" / "metrics.json"),
-        Stage("sweep (IA-RED2 vs baselines)",
-              cli("sweep", "--config", str(TINY / f"{FINAL}.yaml"), "--checkpoint", str(ckpt[FINAL]),
-                  *SWEEP_POINTS, *common, f"run.output_dir={out / 'sweep'}"),
-              out / "sweep" / "sweep.json"),
-        Stage("interpretability vs masks",
-              cli("interpret", "--config", str(TINY / f"{FINAL}.yaml"), "--checkpoint", str(ckpt[FINAL]),
-                  "--eval-masks", "--out", str(out / "interpret"), *common),
-              out / "interpret" / "interpretability.json"),
+        Step("evaluate dense",
+             cli("evaluate", "--config", str(TINY / "backbone.yaml"), "--checkpoint", str(ckpt["backbone"]),
+                 *common, f"run.output_dir={out / 'eval_dense'}"),
+             out / "eval_dense" / "metrics.json"),
+        Step("evaluate IA-RED2",
+             cli("evaluate", "--config", str(TINY / f"{FINAL}.yaml"), "--checkpoint", str(ckpt[FINAL]),
+                 *common, f"run.output_dir={out / 'eval_iared'}"),
+             out / "eval_iared" / "metrics.json"),
+        Step("sweep (IA-RED2 vs baselines)",
+             cli("sweep", "--config", str(TINY / f"{FINAL}.yaml"), "--checkpoint", str(ckpt[FINAL]),
+                 *SWEEP_POINTS, *common, f"run.output_dir={out / 'sweep'}"),
+             out / "sweep" / "sweep.json"),
+        Step("interpretability vs masks",
+             cli("interpret", "--config", str(TINY / f"{FINAL}.yaml"), "--checkpoint", str(ckpt[FINAL]),
+                 "--eval-masks", "--out", str(out / "interpret"), *common),
+             out / "interpret" / "interpretability.json"),
     ]
     # labels cycle through the classes: videos 1 and 2 are "moving" and "changing size"
     rendered = [data / "videos" / "val" / f"{index:05d}.mp4" for index in range(1, 1 + RENDERED_CLIPS)]
-    stages.append(Stage(f"render heatmaps of {RENDERED_CLIPS} val videos",
-                        cli("interpret", "--checkpoint", str(ckpt[FINAL]), "--video", *map(str, rendered),
-                            "--format", "gif", "--out", str(out / "renders")),
-                        out / "renders" / rendered[-1].stem / "heatmaps.png"))
-    stages.append(Stage("predict one video",
-                        cli("predict", str(data / "videos" / "val" / "00001.mp4"), "--checkpoint",
-                            str(ckpt[FINAL]), "--classes", str(data / "classes.json"),
-                            "--features", str(out / "features_val_00001.npy")),
-                        out / "features_val_00001.npy"))
-    return stages
+    steps.append(Step(f"render heatmaps of {RENDERED_CLIPS} val videos",
+                      cli("interpret", "--checkpoint", str(ckpt[FINAL]), "--video", *map(str, rendered),
+                          "--format", "gif", "--out", str(out / "renders")),
+                      out / "renders" / rendered[-1].stem / "heatmaps.png"))
+    steps.append(Step("predict one video",
+                      cli("predict", str(data / "videos" / "val" / "00001.mp4"), "--checkpoint",
+                          str(ckpt[FINAL]), "--classes", str(data / "classes.json"),
+                          "--features", str(out / "features_val_00001.npy")),
+                      out / "features_val_00001.npy"))
+    return steps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,13 +90,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run every stage (skipping finished ones), then write REPORT.md."""
+    """Run every step (skipping finished ones), then write REPORT.md."""
     out = output_folder(args.out, args.fresh)
-    stages = build_stages(out, args.num_train, args.num_val)
-    seconds = run_stages(stages, out, "make demo")
+    steps = build_steps(out, args.num_train, args.num_val)
+    seconds = run_steps(steps, out, "make demo")
     from video_iared.report import write_report
 
-    report = write_report(out, [(s.name, s.seconds, s.skipped) for s in stages], seconds)
+    report = write_report(out, [(s.name, s.seconds, s.skipped) for s in steps], seconds)
     print(f"\nreport: {report}")
-    (out / "stage_times.json").write_text(json.dumps({s.name: s.seconds for s in stages}, indent=1))
+    (out / "step_times.json").write_text(json.dumps({s.name: s.seconds for s in steps}, indent=1))
     return 0

@@ -13,31 +13,30 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from video_iared.config import load_config
-from video_iared.pipeline import REPO, Stage, cli, output_folder, run_stages
+from video_iared.config import CONFIG_DIR, load_config
+from video_iared.pipeline import Step, cli, data_prep, output_folder, run_steps
 
-__all__ = ["FINAL_KEEPS", "build_stages", "aggregate", "aggregate_maps", "format_table", "format_map_table",
+__all__ = ["FINAL_KEEPS", "build_steps", "aggregate", "aggregate_maps", "format_table", "format_map_table",
            "plot", "add_arguments", "run"]
 
-CLUTTER = REPO / "configs" / "clutter"
+CLUTTER = CONFIG_DIR / "clutter"
 FINAL_KEEPS = "0.5,0.3,0.2,0.1,0.05"  # cumulative keep after the last group: where the rules separate
 TOME_R = "4,8,12,16,24"  # locations merged per block, of 49 (24: 3.7x fewer GFLOPs, as deep as IA-RED2)
 IARED_METHODS = "iared-budget,iared-calibrated,iared-threshold"
 
 
-def build_stages(out: Path, seeds: Sequence[int], num_train: int, num_val: int) -> list[Stage]:
+def build_steps(out: Path, seeds: Sequence[int], num_train: int, num_val: int) -> list[Step]:
     """Generate the clutter set once, then per seed: train, calibrate, sweep the backbone and IA-RED²."""
     data = out / "data"
     # the baselines drop tokens where IA-RED2's interpreters sit, so a budget means the same for all
     starts = ",".join(map(str, load_config(str(CLUTTER / "finetune.yaml")).model.interpreter_blocks))
-    stages = [Stage("generate clutter set",
-                    [sys.executable, str(REPO / "data_prep" / "make_synthetic.py"), str(data), "--set",
-                     "clutter", "--num-train", str(num_train), "--num-val", str(num_val)],
-                    data / "classes.json")]
+    steps = [Step("generate clutter set",
+                  data_prep("make_synthetic", str(data), "--set", "clutter", "--num-train", str(num_train),
+                            "--num-val", str(num_val)),
+                  data / "classes.json")]
     for seed in seeds:
         runs = out / f"seed{seed}"
         ckpt = {name: runs / name / "checkpoint.pth" for name in ("backbone", "interpreters", "finetune")}
@@ -45,32 +44,32 @@ def build_stages(out: Path, seeds: Sequence[int], num_train: int, num_val: int) 
         views = ["data.num_spatial_crops=1"]  # the centre view: a third of the sweeps' time
         start = {"backbone": "", "interpreters": ckpt["backbone"], "finetune": ckpt["interpreters"]}
         for name in ("backbone", "interpreters", "finetune"):
-            stages.append(Stage(f"seed {seed}: train {name}",
-                                cli("train", "--config", str(CLUTTER / f"{name}.yaml"), *common,
-                                    f"model.weights={start[name]}", f"run.output_dir={runs / name}"),
-                                runs / name / "final_metrics.json"))
+            steps.append(Step(f"seed {seed}: train {name}",
+                              cli("train", "--config", str(CLUTTER / f"{name}.yaml"), *common,
+                                  f"model.weights={start[name]}", f"run.output_dir={runs / name}"),
+                              runs / name / "final_metrics.json"))
         calibrated = runs / "finetune" / "calibrated.pth"
-        stages.append(Stage(f"seed {seed}: calibrate thresholds",
-                            cli("calibrate", "--config", str(CLUTTER / "finetune.yaml"), "--checkpoint",
-                                str(ckpt["finetune"]), "--out", str(calibrated), *common),
-                            calibrated))
-        stages.append(Stage(f"seed {seed}: sweep the dense backbone (baselines, oracle)",
-                            cli("sweep", "--config", str(CLUTTER / "backbone.yaml"), "--checkpoint",
-                                str(ckpt["backbone"]), "--oracle", "--final-keeps", FINAL_KEEPS,
-                                "--group-starts", starts, "--tome-r", TOME_R, *common, *views,
-                                f"run.output_dir={runs / 'sweep_dense'}"),
-                            runs / "sweep_dense" / "sweep.json"))
-        stages.append(Stage(f"seed {seed}: sweep IA-RED2",
-                            cli("sweep", "--config", str(CLUTTER / "finetune.yaml"), "--checkpoint",
-                                str(calibrated), "--methods", IARED_METHODS, "--thresholds", "0.5",
-                                "--final-keeps", FINAL_KEEPS, "--tome-r", "", *common, *views,
-                                f"run.output_dir={runs / 'sweep_iared'}"),
-                            runs / "sweep_iared" / "sweep.json"))
-        stages.append(Stage(f"seed {seed}: interpretability vs masks",
-                            cli("interpret", "--config", str(CLUTTER / "finetune.yaml"), "--checkpoint",
-                                str(calibrated), "--eval-masks", "--out", str(runs / "interpret"), *common),
-                            runs / "interpret" / "interpretability.json"))
-    return stages
+        steps.append(Step(f"seed {seed}: calibrate thresholds",
+                          cli("calibrate", "--config", str(CLUTTER / "finetune.yaml"), "--checkpoint",
+                              str(ckpt["finetune"]), "--out", str(calibrated), *common),
+                          calibrated))
+        steps.append(Step(f"seed {seed}: sweep the dense backbone (baselines, oracle)",
+                          cli("sweep", "--config", str(CLUTTER / "backbone.yaml"), "--checkpoint",
+                              str(ckpt["backbone"]), "--oracle", "--final-keeps", FINAL_KEEPS,
+                              "--group-starts", starts, "--tome-r", TOME_R, *common, *views,
+                              f"run.output_dir={runs / 'sweep_dense'}"),
+                          runs / "sweep_dense" / "sweep.json"))
+        steps.append(Step(f"seed {seed}: sweep IA-RED2",
+                          cli("sweep", "--config", str(CLUTTER / "finetune.yaml"), "--checkpoint",
+                              str(calibrated), "--methods", IARED_METHODS, "--thresholds", "0.5",
+                              "--final-keeps", FINAL_KEEPS, "--tome-r", "", *common, *views,
+                              f"run.output_dir={runs / 'sweep_iared'}"),
+                          runs / "sweep_iared" / "sweep.json"))
+        steps.append(Step(f"seed {seed}: interpretability vs masks",
+                          cli("interpret", "--config", str(CLUTTER / "finetune.yaml"), "--checkpoint",
+                              str(calibrated), "--eval-masks", "--out", str(runs / "interpret"), *common),
+                          runs / "interpret" / "interpretability.json"))
+    return steps
 
 
 def _spread(values: list[float]) -> float:
@@ -176,20 +175,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run every stage (skipping finished ones), then write FRONTIER.md, frontier.json, frontier.png."""
+    """Run every step (skipping finished ones), then write FRONTIER.md, frontier.json, frontier.png."""
     out = output_folder(args.out, args.fresh)
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    stages = build_stages(out, seeds, args.num_train, args.num_val)
-    seconds = run_stages(stages, out, "make frontier")
+    steps = build_steps(out, seeds, args.num_train, args.num_val)
+    seconds = run_steps(steps, out, "make frontier")
     rows = aggregate([seed_points(out / f"seed{seed}") for seed in seeds])
     maps = aggregate_maps([json.loads((out / f"seed{seed}" / "interpret" / "interpretability.json")
                                       .read_text()) for seed in seeds])
-    times = {s.name: round(s.seconds) for s in stages}
+    times = {s.name: round(s.seconds) for s in steps}
     (out / "frontier.json").write_text(json.dumps({"seeds": seeds, "rows": rows, "maps": maps,
-                                                   "stage_seconds": times}, indent=1) + "\n")
+                                                   "step_seconds": times}, indent=1) + "\n")
     plot(rows, out / "frontier.png", f"clutter set, {len(seeds)} seeds: accuracy vs GFLOPs")
     report = ["# IA-RED² frontier on the clutter set", "",
-              f"Seeds {', '.join(map(str, seeds))}; {seconds:.0f} s of stages (skipped stages count 0). "
+              f"Seeds {', '.join(map(str, seeds))}; {seconds:.0f} s of steps (skipped steps count 0). "
               "Mean over seeds ± spread (largest − smallest); references that read the actor masks: "
               "oracle, actor-tube, random-same-count.", "", "![frontier](frontier.png)", "",
               format_table(rows), "", "Heatmaps against the actor masks (validation videos, protocol of "

@@ -1,6 +1,7 @@
-"""Running a chain of commands as resumable stages (``make demo``, ``make frontier``): each stage is the
+"""Running a chain of commands as resumable steps (``make demo``, ``make frontier``): each step is the
 command a user would type, printed before it runs, its output streamed to the terminal and a log, and
-skipped on a rerun once the file it writes exists."""
+skipped on a rerun once the file it writes exists. (A *step* is one shell command; a training *stage*
+is one of the paper's three, ``iared.stage``.)"""
 from __future__ import annotations
 
 import shutil
@@ -10,16 +11,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["REPO", "Stage", "cli", "output_folder", "run_stage", "run_stages"]
-
-REPO = Path(__file__).resolve().parent.parent
+__all__ = ["Step", "cli", "data_prep", "output_folder", "run_step", "run_steps"]
 
 
 @dataclass
-class Stage:
+class Step:
     name: str
     argv: list[str]
-    done_when: Path  # the stage is skipped when this file exists
+    done_when: Path  # the step is skipped when this file exists
     seconds: float = field(default=0.0)
     skipped: bool = False
 
@@ -29,32 +28,37 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "video_iared.cli", *args]
 
 
-def run_stage(stage: Stage, log_dir: Path, rerun_hint: str) -> None:
-    """Run one stage, streaming its output to the terminal and to ``log_dir/<name>.log``."""
-    if stage.done_when.exists():
-        stage.skipped = True
-        print(f"==> {stage.name}: done already ({stage.done_when}), skipped", flush=True)
+def data_prep(script: str, *args: str) -> list[str]:
+    """``python -m video_iared.data_prep.SCRIPT ARGS`` (``data_prep/SCRIPT.py`` of the checkout, shipped in
+    the package) with this interpreter."""
+    return [sys.executable, "-m", f"video_iared.data_prep.{script}", *args]
+
+
+def run_step(step: Step, log_dir: Path, rerun_hint: str) -> None:
+    """Run one step, streaming its output to the terminal and to ``log_dir/<name>.log``."""
+    if step.done_when.exists():
+        step.skipped = True
+        print(f"==> {step.name}: done already ({step.done_when}), skipped", flush=True)
         return
-    print(f"==> {stage.name}\n    $ {' '.join(stage.argv)}", flush=True)
-    log = log_dir / (stage.name.split(" (")[0].replace(" ", "_").replace("/", "_") + ".log")
+    print(f"==> {step.name}\n    $ {' '.join(step.argv)}", flush=True)
+    log = log_dir / (step.name.split(" (")[0].replace(" ", "_").replace("/", "_") + ".log")
     start = time.perf_counter()
     with log.open("w") as sink:
-        proc = subprocess.Popen(stage.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                cwd=REPO)
+        proc = subprocess.Popen(step.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.write(line)
             sink.write(line)
         code = proc.wait()
-    stage.seconds = time.perf_counter() - start
+    step.seconds = time.perf_counter() - start
     if code != 0:
-        raise SystemExit(f"stage '{stage.name}' failed (exit {code}); its log: {log}. "
-                         f"Fix the cause and rerun `{rerun_hint}`: finished stages are skipped.")
-    print(f"    {stage.name}: {stage.seconds:.0f} s", flush=True)
+        raise SystemExit(f"step '{step.name}' failed (exit {code}); its log: {log}. "
+                         f"Fix the cause and rerun `{rerun_hint}`: finished steps are skipped.")
+    print(f"    {step.name}: {step.seconds:.0f} s", flush=True)
 
 
 def output_folder(path: str | Path, fresh: bool) -> Path:
-    """The run's folder (emptied first when ``fresh``), with ``logs/`` for the stages' output."""
+    """The run's folder (emptied first when ``fresh``), with ``logs/`` for the steps' output."""
     out = Path(path).resolve()
     if fresh and out.exists():
         shutil.rmtree(out)
@@ -62,9 +66,9 @@ def output_folder(path: str | Path, fresh: bool) -> Path:
     return out
 
 
-def run_stages(stages: list[Stage], out: Path, rerun_hint: str) -> float:
-    """Run ``stages`` in order (skipping finished ones); returns the seconds they took."""
+def run_steps(steps: list[Step], out: Path, rerun_hint: str) -> float:
+    """Run ``steps`` in order (skipping finished ones); returns the seconds they took."""
     start = time.perf_counter()
-    for stage in stages:
-        run_stage(stage, out / "logs", rerun_hint)
+    for step in steps:
+        run_step(step, out / "logs", rerun_hint)
     return time.perf_counter() - start
