@@ -1,0 +1,99 @@
+"""The installed package away from the checkout: a wheel built from this tree, installed into a fresh venv,
+runs ``video-iared flops --config NAME`` and ``predict``, and finds the demo's and frontier's generators
+and configs inside itself.
+
+No network: the wheel is built with this interpreter's setuptools and installed without dependencies;
+the venv reads them from this interpreter's site-packages through a ``.pth`` line (a plain path line,
+so an editable install of the checkout there is not picked up)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import site
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+from train_helpers import REPO
+
+pytestmark = pytest.mark.slow
+
+# what the wheel does not need from the tree (run outputs, the venv, tests and docs)
+NOT_SHIPPED = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
+                                     "*_output", "runs", "tests", "docs", "benchmarks", "benchmark_videos",
+                                     ".pytest_cache")
+
+# run inside the installed venv: where the package lives, the demo's and frontier's steps, a checkpoint
+PROBE = """
+import importlib.util, json, sys
+from pathlib import Path
+import torch
+import video_iared
+from video_iared import demo, frontier
+from video_iared.config import load_config
+from video_iared.models.build import build_model
+
+out, ckpt = Path(sys.argv[1]), sys.argv[2]
+steps = demo.build_steps(out, 3, 3) + frontier.build_steps(out, [0], 3, 3)
+argvs = [s.argv for s in steps]
+modules = sorted({a[a.index("-m") + 1] for a in argvs})
+configs = sorted({a[a.index("--config") + 1] for a in argvs if "--config" in a})
+torch.manual_seed(0)
+cfg = load_config("tiny/backbone", ["model.num_classes=3"])
+torch.save({"model": build_model(cfg.model).state_dict(), "config": cfg.to_dict()}, ckpt)
+found = {m: importlib.util.find_spec(m) is not None for m in modules}
+print(json.dumps({"package": video_iared.__file__, "generate": argvs[0], "modules": found,
+                  "configs": configs}))
+"""
+
+
+def _run(argv: list[str], cwd: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(argv, cwd=cwd, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    command = " ".join(map(str, argv))
+    assert proc.returncode == 0, f"{command} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A venv with only the wheel installed; returns its folder."""
+    root = tmp_path_factory.mktemp("package")
+    shutil.copytree(REPO, root / "src", symlinks=True, ignore=NOT_SHIPPED)
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+          "-w", str(root / "dist"), str(root / "src")], root)
+    (wheel,) = (root / "dist").glob("video_iared-*.whl")
+    venv.create(root / "venv", with_pip=False)
+    python = root / "venv" / "bin" / "python"
+    purelib = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                        root).strip())
+    (purelib / "dependencies.pth").write_text("".join(f"{p}\n" for p in site.getsitepackages()))
+    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
+          "-q", str(wheel)], root)
+    return root / "venv"
+
+
+def test_wheel_runs_flops_by_config_name_and_predict_away_from_the_checkout(installed, tmp_path):
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    python, cli = installed / "bin" / "python", installed / "bin" / "video-iared"
+
+    flops = _run([str(cli), "flops", "--config", "tiny/backbone"], here)
+    assert "GFLOPs per view" in flops and "timesformer_tiny" in flops
+
+    probe = json.loads(_run([str(python), "-c", PROBE, str(here / "out"), str(here / "tiny.pth")], here))
+    assert Path(probe["package"]).is_relative_to(installed)  # the wheel's copy, not the checkout
+    assert probe["modules"] == {"video_iared.cli": True, "video_iared.data_prep.check_videos": True,
+                                "video_iared.data_prep.make_synthetic": True}
+    assert probe["configs"] and all(Path(c).is_file() and Path(c).is_relative_to(installed)
+                                    for c in probe["configs"])
+
+    _run(probe["generate"], here)  # the demo's generator, 3 + 3 videos
+    data = here / "out" / "data"
+    prediction = _run([str(cli), "predict", str(data / "videos" / "val" / "00001.mp4"), "--checkpoint",
+                       str(here / "tiny.pth"), "--classes", str(data / "classes.json")], here)
+    assert "top-5:" in prediction and "moving" in prediction and "GFLOPs" in prediction
