@@ -25,12 +25,14 @@ def test_method_maps_cover_every_method(iared):
     logits, maps, dropped = method_maps(iared, clips)
     assert logits.shape == (2, 3)
     assert set(maps) == {"interpreter", "interpreter_g1", "interpreter_g2", "raw_attention", "rollout",
-                         "random"}
+                         "grad_cam", "attention_gradient", "transformer_attribution", "random"}
     assert all(m.shape == (2, 8, 4, 4) for m in maps.values())
-    assert set(dropped) == {"interpreter_g1", "interpreter_g2"}
-    # hierarchical: what group 1 dropped stays dropped in group 2, and has zero combined score
+    assert set(dropped) == {"interpreter", "interpreter_g1", "interpreter_g2"}
+    # hierarchical: what group 1 dropped stays dropped in group 2, and the combined map marks both
     assert (dropped["interpreter_g2"] | ~dropped["interpreter_g1"]).all()
-    assert (maps["interpreter"][dropped["interpreter_g1"]] == 0).all()
+    assert torch.equal(dropped["interpreter"], dropped["interpreter_g2"])
+    # full coverage: every token has a score, also those the deployed decision dropped
+    assert (maps["interpreter"] > 0).all() and (maps["interpreter_g2"] > 0).all()
 
 
 @pytest.mark.parametrize("fmt", ["mp4", "gif"])
@@ -57,7 +59,8 @@ def test_evaluate_masks_on_batches(iared):
     results = evaluate_masks(iared, [{"clip": clips, "masks": masks}])
     assert set(results) >= {"interpreter", "raw_attention", "rollout", "random"}
     for scores in results.values():
-        assert 0 <= scores["pixel_acc"] <= 1 and 0 <= scores["miou"] <= 1 and scores["frames"] == 16
+        assert all(0 <= scores[key] <= 1 for key in ("pixel_acc", "mean_acc", "miou", "map"))
+        assert scores["frames"] == 16
     assert "| interpreter |" in format_table(results)
 
 
@@ -78,7 +81,8 @@ def test_cli_video_and_eval_masks_end_to_end(tmp_path, capsys):
     assert main(["interpret", "--checkpoint", str(ckpt), "--eval-masks", "--out", str(out),
                  "--batch-size", "2", f"data.root={root}", "data.num_workers=0"]) == 0
     results = json.loads((out / "interpretability.json").read_text())
-    assert set(results) == {"raw_attention", "rollout", "random"}                 # dense: no interpreters
+    assert set(results) == {"raw_attention", "rollout", "grad_cam", "attention_gradient",
+                            "transformer_attribution", "random"}                  # dense: no interpreters
     assert results["rollout"]["frames"] == 24 and results["rollout"]["ap_frames"] == 24
     assert "| rollout |" in (out / "interpretability.md").read_text()
     assert "mIoU" in capsys.readouterr().out

@@ -42,6 +42,8 @@ def test_meter_accumulates_over_frames_and_skips_empty_masks_for_ap():
     assert scores["pixel_acc"] == pytest.approx(5 / 8)
     # background: inter 1 + 3, union 3 + 4; foreground: inter 1 + 0, union 3 + 1
     assert scores["miou"] == pytest.approx((4 / 7 + 1 / 4) / 2)
+    # per class: background 4 of its 2 + 4 pixels right, foreground 1 of 2
+    assert scores["mean_acc"] == pytest.approx((4 / 6 + 1 / 2) / 2)
     assert scores["map"] == pytest.approx(5 / 6)  # frame 1 only
     assert (scores["frames"], scores["ap_frames"]) == (2, 1)
 

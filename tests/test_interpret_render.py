@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from video_iared.interpret.render import (grey_out, overlay, panel_strip, resize_frames, save_grid,
+from video_iared.interpret.render import (mark_dropped, overlay, panel_strip, resize_frames, save_grid,
                                           write_animation)
 
 
@@ -23,11 +23,14 @@ def test_overlay_is_hot_where_the_map_is_high(frames):
     assert blended[0, -1, -1, 2] > 100 and blended[0, -1, -1, 0] < 50      # blue bottom right (jet low)
 
 
-def test_grey_out_paints_exactly_the_dropped_patches(frames):
+def test_mark_dropped_hatches_exactly_the_dropped_patches(frames):
     dropped = torch.zeros(3, 2, 2, dtype=torch.bool)
     dropped[1, 1, 0] = True
-    out = grey_out(frames, dropped)
-    assert (out[1, 16:, :16] == 128).all()
+    out = mark_dropped(frames, dropped)
+    rows, cols = np.indices((16, 16))
+    line = (rows + 16 + cols) % 4 == 0                                       # one pixel in 4 is grey
+    assert (out[1, 16:, :16][line] == 128).all()
+    assert np.array_equal(out[1, 16:, :16][~line], frames[1, 16:, :16][~line])
     untouched = np.ones(frames.shape[:3], dtype=bool)
     untouched[1, 16:, :16] = False
     assert np.array_equal(out[untouched], frames[untouched])

@@ -1,10 +1,11 @@
 """Rollout for divided attention: the step matrices and the product, on cases computed by hand."""
-import pytest
 import torch
 
-from video_iared.interpret.heatmaps import attention_maps, capture_attention, interpreter_maps, token_map
+from video_iared.interpret.explanations import explanation_maps
+from video_iared.interpret.heatmaps import interpreter_maps, token_map
 from video_iared.interpret.rollout import cls_rollout, spatial_step, temporal_step, with_residual
 from video_iared.models import TimeSformer, capture_cls_attention
+from video_iared.models.layers import capture_attention
 
 
 def _tiny(depth: int = 2, frames: int = 2) -> TimeSformer:
@@ -44,13 +45,20 @@ def test_cls_rollout_equals_full_product():
     assert torch.allclose(cls_rollout(steps), full[:, 0], atol=1e-6)
 
 
+def test_unnormalised_rollout_is_the_relevance_product():
+    steps = [torch.rand(2, 5, 5) for _ in range(3)]
+    eye = torch.eye(5)
+    full = (steps[2] + eye) @ (steps[1] + eye) @ (steps[0] + eye)
+    assert torch.allclose(cls_rollout(steps, normalise=False), full[:, 0], atol=1e-5)
+
+
 def test_rollout_on_uniform_attention_model_by_hand():
     model = _tiny(depth=2, frames=2)
     for block in model.blocks:
         for attn in (block.attn, block.temporal_attn):
             torch.nn.init.zeros_(attn.qkv.weight)
             torch.nn.init.zeros_(attn.qkv.bias)
-    maps = attention_maps(model, torch.randn(1, 3, 2, 16, 16))
+    maps = explanation_maps(model, torch.randn(1, 3, 2, 16, 16))
     # every attention is uniform: temporal 1/T, spatial 1/(1+N). N = 4, T = 2.
     # one block: CLS keeps c = (1 + 1/5)/2 = 0.6, each patch p = 1 / (2 T (1+N)) = 0.05;
     # second block: patch = c p + p (N / (2 (1+N)) + 1/2) = 0.03 + 0.045
@@ -63,7 +71,7 @@ def test_joint_attention_rollout_by_hand():
                         num_frames=2, attention_type="joint_space_time").eval()
     torch.nn.init.zeros_(model.blocks[0].attn.qkv.weight)
     torch.nn.init.zeros_(model.blocks[0].attn.qkv.bias)
-    maps = attention_maps(model, torch.randn(1, 3, 2, 16, 16))
+    maps = explanation_maps(model, torch.randn(1, 3, 2, 16, 16))
     # one uniform attention over 1 + N*T = 9 tokens, residual added: patch = (1/9) / 2
     assert torch.allclose(maps["rollout"], torch.full((1, 2, 2, 2), 1 / 18))
 
@@ -73,19 +81,20 @@ def test_raw_attention_matches_the_models_cls_rows():
     clip = torch.randn(2, 3, 3, 16, 16)
     with capture_cls_attention(model) as rows:
         model(clip)
-    maps = attention_maps(model, clip, block=0)
+    maps = explanation_maps(model, clip, block=0)
     expected = rows["blocks.0.attn"].mean(1)[:, 1:].reshape(2, 3, 2, 2)        # (B*T, h, L) -> (B, T, h, w)
     assert torch.allclose(maps["raw_attention"], expected, atol=1e-6)
     assert (maps["rollout"] > 0).all()
 
 
-def test_capture_attention_removes_its_hooks():
+def test_capture_attention_records_every_module_and_restores_it():
     model = _tiny(depth=1)
     with capture_attention(model) as weights:
         model(torch.randn(1, 3, 2, 16, 16))
-    assert weights[model.blocks[0].temporal_attn].shape == (4, 2, 2)         # (B*N, T, T)
-    assert weights[model.blocks[0].attn].shape == (2, 5, 5)                  # (B*T, 1+N, 1+N)
-    assert all(not m._forward_hooks for m in model.modules())
+    assert weights["blocks.0.temporal_attn"].shape == (4, 2, 2, 2)            # (B*N, heads, T, T)
+    assert weights["blocks.0.attn"].shape == (2, 2, 5, 5)                     # (B*T, heads, 1+N, 1+N)
+    assert torch.allclose(weights["blocks.0.attn"].sum(-1), torch.ones(2, 2, 5))
+    assert all(m.attention_sink is None for m in model.modules() if hasattr(m, "attention_sink"))
 
 
 def test_token_map_reads_n_t_order():
@@ -102,8 +111,12 @@ def test_interpreter_maps_per_group_and_product():
     assert torch.allclose(maps["interpreter"][0, :, 0], torch.tensor([[0.45, 0.6], [0.0, 0.4]]))
 
 
-def test_attention_baselines_refuse_space_only():
+def test_space_only_explains_each_frame_with_its_own_cls():
     model = TimeSformer(img_size=16, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=3,
-                        num_frames=2, attention_type="space_only")
-    with pytest.raises(ValueError, match="divided and joint"):
-        attention_maps(model, torch.randn(1, 3, 2, 16, 16))
+                        num_frames=2, attention_type="space_only").eval()
+    torch.nn.init.zeros_(model.blocks[0].attn.qkv.weight)
+    torch.nn.init.zeros_(model.blocks[0].attn.qkv.bias)
+    maps = explanation_maps(model, torch.randn(1, 3, 2, 16, 16))
+    # each frame: one uniform attention over its CLS + N = 4 patches; rollout (1/5) / 2
+    assert torch.allclose(maps["raw_attention"], torch.full((1, 2, 2, 2), 0.2))
+    assert torch.allclose(maps["rollout"], torch.full((1, 2, 2, 2), 0.1))

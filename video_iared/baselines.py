@@ -29,18 +29,19 @@ And references that read the test set's actor masks (:class:`~video_iared.engine
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
-from torch import Tensor
+from torch import Tensor, nn
 
 from video_iared.engine.harness import MaskPredictor, Prediction, Predictor
 from video_iared.flops import VitShape, block_macs, group_kept_shares, mlp_macs, model_macs, shape_of
 from video_iared.models.cost import forward_macs
 from video_iared.models.interpreter import check_budgets, decide
-from video_iared.models.layers import Attention, group_softmax
+from video_iared.models.layers import Attention, attention_weights, run_blocks, split_heads
 from video_iared.models.timesformer import Block, TimeSformer
 from video_iared.models.tokens import TokenState
 
@@ -80,28 +81,23 @@ def random_scores(generator: torch.Generator) -> Scorer:
 def cls_attention_scores(block: Block, state: TokenState) -> Tensor:
     """(B, N*T) CLS attention of ``block``'s spatial attention on the present tokens (0 when absent).
 
-    Per head h: q = W_q,h LN(cls) + b_q,h, logit_j = scale · q·(W_k,h LN(x_j) + b_k,h), folded as
-    (W_k,hᵀ q)·LN(x_j) + q·b_k,h so each token costs heads × dim MACs; softmax over each frame's CLS
-    copy and present tokens (the spatial step's sequences, a one-query attention over the padded grid with
-    :func:`~video_iared.models.layers.group_softmax`, the block's own softmax); mean over heads.
+    The block's own weights (:func:`~video_iared.models.layers.attention_weights`, over each frame's CLS
+    copy and present tokens, the spatial step's sequences), mean over heads, with the query folded
+    through the key weights: per head h, q·(W_k,h LN(x_j) + b_k,h) = (W_k,hᵀ q)·LN(x_j) + q·b_k,h, and
+    q·b_k,h is the same for every key of a row, so the softmax drops it. Each token costs heads × dim MACs.
     """
     attn: Attention = block.attn
-    layout, heads = state.layout, block.attn.num_heads
+    layout, heads = state.layout, attn.num_heads
     dim = state.cls.shape[1]
     w_q, w_k = attn.qkv.weight[:dim], attn.qkv.weight[dim:2 * dim]
-    b_q, b_k = (attn.qkv.bias[:dim], attn.qkv.bias[dim:2 * dim]) if attn.qkv.bias is not None else (0, 0)
-    q = rearrange(F.linear(block.norm1(state.cls), w_q) + b_q, "b (h c) -> b h c", h=heads) * attn.scale
+    b_q = attn.qkv.bias[:dim] if attn.qkv.bias is not None else None
+    q = rearrange(F.linear(block.norm1(state.cls), w_q, b_q), "b (h c) -> b h c", h=heads)
     folded = torch.einsum("bhc,hcd->bhd", q, rearrange(w_k, "(h c) d -> h c d", h=heads))  # (B, h, D)
-    bias = (q * rearrange(torch.as_tensor(b_k, dtype=q.dtype, device=q.device).expand(dim),
-                          "(h c) -> h c", h=heads)).sum(-1)  # (B, h)
-    cls_key = torch.einsum("bhd,bd->bh", folded, block.norm1(state.cls)) + bias
-    patch_logits = (torch.einsum("mhd,md->mh", folded[layout.sample], block.norm1(state.patches))
-                    + bias[layout.sample])
-    # the rows of frame_sequences: every frame's CLS copy, then the patches
-    rows = torch.cat([repeat(cls_key, "b h -> (b t) h", t=layout.frames), patch_logits])
-    plan = layout.frame_sequences
-    # the CLS query's row of each sequence
-    weights = group_softmax(rearrange(plan.gather(rows), "g l h -> g h 1 l"), plan.mask)
+    plan = layout.frame_sequences    # rows: every frame's CLS copy, then the patches
+    keys = plan.gather(block.norm1(torch.cat([repeat(state.cls, "b d -> (b t) d", t=layout.frames),
+                                              state.patches])))                          # (G, L, D)
+    query = repeat(folded, "b h d -> (b t) h 1 d", t=layout.frames)
+    weights = attention_weights(query, keys[:, None], attn.scale, plan.mask)          # (G, h, 1, L)
     weights = plan.scatter(rearrange(weights, "g h 1 l -> g l h"))
     weights = weights[layout.batch * layout.frames:].mean(1)  # (M,) patch rows, mean over heads
     scores = torch.zeros(layout.batch * layout.tokens_per_sample, dtype=weights.dtype, device=weights.device)
@@ -303,13 +299,6 @@ def tome_schedule(num_locations: int, depth: int, r: int) -> list[int]:
     return merges
 
 
-def _attention_with_sizes(attn: Attention, x: Tensor, log_size: Tensor) -> tuple[Tensor, Tensor]:
-    """ToMe's proportional attention: softmax(qkᵀ·scale + log s_j); returns (output, keys mean over heads)."""
-    q, k, v = rearrange(attn.qkv(x), "g l (three h c) -> three g h l c", three=3, h=attn.num_heads).unbind(0)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=log_size[:, None, None, :].to(q.dtype))
-    return attn.proj(rearrange(out, "g h l c -> g l (h c)")), k.mean(1)
-
-
 def tome_macs(shape: VitShape, r: int) -> float:
     """MACs per sample of :func:`tome_forward`: each block's attention at its location count, its MLP at
     the merged count (analytic counter), plus the matching's similarity matmul ``|A|·|B|·head_dim``."""
@@ -332,42 +321,68 @@ def _grid(locations: int, frames: int) -> Tensor:
     return torch.ones(1, frames, locations, dtype=torch.bool)
 
 
-def tome_forward(model: TimeSformer, clip: Tensor, r: int) -> tuple[Tensor, Tensor]:
-    """Divided space-time TimeSformer merging ``r`` *locations* per block (inference only).
+@dataclass
+class MergedTokens:
+    """ToMe's tokens between blocks: CLS (B, D), patches (B, N', T, D) at N' merged locations and the
+    original locations each one holds, its size (B, N')."""
 
-    What is merged: spatial locations, with the same matching applied to every frame, so the clip stays
-    a T × N' grid and the temporal step still attends along time at each (merged) location. In each
-    block, after the spatial attention and before the MLP (where ToMe merges), the metric of location n
-    is the spatial attention's key of its tokens averaged over heads and over the T frames; bipartite
-    soft matching pairs locations and the ``r`` most similar pairs are averaged, weighted by their
-    sizes (original locations they hold), in every frame.
-    How sizes weight attention: the spatial softmax adds log(size) to each key's logit (the CLS copy
-    has size 1), so a merged token counts as the tokens it replaced. In the temporal step all keys of a
-    location share one size, so the bias is a constant and is omitted.
-    Returns logits (B, C) and the locations left after each block (depth,).
+    cls: Tensor
+    x: Tensor
+    size: Tensor
+
+
+class ToMeBlock(nn.Module):
+    """A divided space-time :class:`~video_iared.models.timesformer.Block` (its own modules, wrapped,
+    not copied) on :class:`MergedTokens`, after ToMe's ``tome/patch/timm.py``. Modifications:
+
+    - the spatial softmax adds log(size) to each key's logit (proportional attention; the CLS copy has
+      size 1), so a merged token counts as the tokens it replaced. In the temporal step all keys of a
+      location share one size, so the bias is a constant there and is omitted;
+    - between the spatial attention and the MLP (where ToMe merges), ``merge`` locations are merged:
+      the metric of a location is its spatial keys averaged over heads and the T frames, pairs come from
+      :func:`bipartite_matching` and are averaged by size (:func:`merge_tokens`) in every frame, so the
+      clip stays a T × N' grid and the temporal step still attends along time at each location.
     """
-    if model.attention_type != "divided_space_time":
-        raise ValueError(f"ToMe is adapted to divided_space_time attention, not {model.attention_type}")
-    state = model.embed(clip)
-    batch, frames, num = state.layout.batch, state.layout.frames, state.layout.locations
-    x = rearrange(state.patches, "(b n t) d -> b n t d", b=batch, t=frames)
-    cls, size = state.cls, torch.ones(batch, num, device=clip.device)
-    left = []
-    for block, merge in zip(model.blocks, tome_schedule(num, len(model.blocks), r)):
+
+    def __init__(self, block: Block, merge: int) -> None:
+        super().__init__()
+        if block.attention_type != "divided_space_time":
+            raise ValueError(f"ToMe is adapted to divided_space_time attention, not {block.attention_type}")
+        self.block, self.merge = block, merge
+
+    def forward(self, state: MergedTokens) -> MergedTokens:
+        block, (batch, _, frames, _) = self.block, state.x.shape
+        x, cls = state.x, state.cls
         temporal = block.temporal_attn(rearrange(block.temporal_norm1(x), "b n t d -> (b n) t d"))
         x = x + block.temporal_fc(rearrange(temporal, "(b n) t d -> b n t d", b=batch))
         rows = torch.cat([repeat(cls, "b d -> (b t) 1 d", t=frames), rearrange(x, "b n t d -> (b t) n d")], 1)
-        log_size = repeat(F.pad(size, (1, 0), value=1.0).log(), "b l -> (b t) l", t=frames)
-        res, keys = _attention_with_sizes(block.attn, block.norm1(rows), log_size)
+        q, k, v = split_heads(block.attn.qkv(block.norm1(rows)), block.attn.num_heads)
+        log_size = repeat(F.pad(state.size, (1, 0), value=1.0).log(), "b l -> (b t) 1 1 l", t=frames)
+        weights = attention_weights(q, k, block.attn.scale, log_size.to(q.dtype))     # (B*T, h, L, L)
+        res = block.attn.proj(rearrange(weights @ v, "g h l c -> g l (h c)"))
         cls = cls + reduce(res[:, 0], "(b t) d -> b d", "mean", b=batch)
         x = x + rearrange(res[:, 1:], "(b t) n d -> b n t d", b=batch)
-        if merge:
-            metric = reduce(keys[:, 1:], "(b t) n c -> b n c", "mean", b=batch)
-            x, size = merge_tokens(x, size, bipartite_matching(metric, merge), x.shape[1] - merge)
+        size = state.size
+        if self.merge:
+            metric = reduce(k[:, :, 1:].mean(1), "(b t) n c -> b n c", "mean", b=batch)
+            x, size = merge_tokens(x, size, bipartite_matching(metric, self.merge), x.shape[1] - self.merge)
         cls = cls + block.mlp(block.norm2(cls))
-        x = x + block.mlp(block.norm2(x))
-        left.append(x.shape[1])
-    return model.head(model.norm(cls)), torch.tensor(left)
+        return MergedTokens(cls, x + block.mlp(block.norm2(x)), size)
+
+
+def tome_forward(model: TimeSformer, clip: Tensor, r: int) -> tuple[Tensor, Tensor]:
+    """Divided space-time TimeSformer merging ``r`` *locations* per block (inference only): the
+    backbone's blocks patched by :class:`ToMeBlock` at :func:`tome_schedule`, run by the backbone's own
+    loop (:func:`~video_iared.models.layers.run_blocks`). Returns logits (B, C) and the locations left
+    after each block (depth,)."""
+    state = model.embed(clip)
+    layout = state.layout
+    x = rearrange(state.patches, "(b n t) d -> b n t d", b=layout.batch, t=layout.frames)
+    tokens = MergedTokens(state.cls, x, torch.ones(layout.batch, layout.locations, device=clip.device))
+    schedule = tome_schedule(layout.locations, len(model.blocks), r)
+    tokens = run_blocks([ToMeBlock(block, merge) for block, merge in zip(model.blocks, schedule)], tokens)
+    left = layout.locations - torch.tensor(schedule).cumsum(0)
+    return model.head(model.norm(tokens.cls)), left
 
 
 def tome_predictor(model: TimeSformer, r: int) -> Predictor:

@@ -9,6 +9,9 @@ by IA-RED² (Pan et al. 2021, Sec. 4.4) on ImageNet-Segmentation. Every frame (o
 
 Scores over a dataset (:class:`SegmentationMeter`):
 - **pixel accuracy**: correctly labelled pixels / all pixels;
+- **mean accuracy**: the pixel accuracy of each class (background, foreground) summed over the dataset,
+  then the mean of the two, so a map that calls everything background scores 50 %, not the background
+  share;
 - **mIoU**: intersections and unions of the two classes (background, foreground) summed over the
   dataset, IoU per class, mean of the two;
 - **mAP**: average precision of the continuous normalised map against the mask, per frame, averaged.
@@ -72,6 +75,7 @@ class SegmentationMeter:
     ap_frames: int = 0
     intersection: list[int] = field(default_factory=lambda: [0, 0])  # background, foreground
     union: list[int] = field(default_factory=lambda: [0, 0])
+    truth: list[int] = field(default_factory=lambda: [0, 0])          # pixels of each class
 
     def update(self, maps: Tensor, masks: Tensor) -> None:
         """Add frames: ``maps`` (F, h, w) patch heatmaps, ``masks`` (F, H, W) with nonzero = foreground."""
@@ -86,6 +90,7 @@ class SegmentationMeter:
         for cls, (pred_c, true_c) in enumerate([(~predicted, ~target), (predicted, target)]):
             self.intersection[cls] += int((pred_c & true_c).sum())
             self.union[cls] += int((pred_c | true_c).sum())
+            self.truth[cls] += int(true_c.sum())
         for score, truth in zip(normalised, target):
             ap = average_precision(score, truth)
             if ap is not None:
@@ -93,12 +98,15 @@ class SegmentationMeter:
                 self.ap_frames += 1
 
     def compute(self) -> dict[str, float]:
-        """``{"pixel_acc", "miou", "map", "frames", "ap_frames"}``; scores as fractions in [0, 1]."""
+        """``{"pixel_acc", "mean_acc", "miou", "map", "frames", "ap_frames"}``; scores as fractions in
+        [0, 1]."""
         if not self.frames:
             raise ValueError("no frames were added")
         ious = [inter / union for inter, union in zip(self.intersection, self.union) if union]
+        accuracies = [inter / truth for inter, truth in zip(self.intersection, self.truth) if truth]
         return {
             "pixel_acc": self.correct / self.pixels,
+            "mean_acc": sum(accuracies) / len(accuracies),
             "miou": sum(ious) / len(ious),
             "map": self.ap_sum / self.ap_frames if self.ap_frames else float("nan"),
             "frames": self.frames,

@@ -1,7 +1,8 @@
 """Pictures of heatmaps: an overlay animation (MP4 or GIF) and a PNG grid of frames with a legend.
 
 Maps are shown as the metrics see them (:func:`~video_iared.interpret.metrics.normalise_maps`:
-bilinear upsampling, min-max per frame). Tokens an IA-RED² group has dropped are greyed out.
+bilinear upsampling, min-max per frame). Tokens an IA-RED² group has dropped are hatched grey, their
+heat still visible.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from video_iared.data.video import write_video
 
 from .metrics import normalise_maps
 
-__all__ = ["resize_frames", "overlay", "grey_out", "panel_strip", "write_animation", "save_grid"]
+__all__ = ["resize_frames", "overlay", "mark_dropped", "panel_strip", "write_animation", "save_grid"]
 
 COLORMAP = "jet"
 HEADER = 14  # pixels of title above each panel
@@ -39,12 +40,15 @@ def overlay(frames: np.ndarray, maps: torch.Tensor, *, alpha: float = 0.5) -> np
     return (alpha * colour + (1 - alpha) * frames).round().astype(np.uint8)
 
 
-def grey_out(frames: np.ndarray, dropped: torch.Tensor, *, level: int = 128) -> np.ndarray:
-    """Paint the pixels of dropped patches (T, h, w) bool a flat grey on frames (T, H, W, 3)."""
+def mark_dropped(frames: np.ndarray, dropped: torch.Tensor, *, level: int = 128,
+                 period: int = 4) -> np.ndarray:
+    """Hatch the pixels of dropped patches (T, h, w) bool on frames (T, H, W, 3): grey diagonal lines,
+    one pixel in ``period``, so the heat under a dropped token stays readable between them."""
     size = frames.shape[1:3]
     pixels = F.interpolate(dropped[:, None].float(), size=size, mode="nearest")[:, 0].bool().numpy()
+    rows, cols = np.indices(size)
     out = frames.copy()
-    out[pixels] = level
+    out[pixels & ((rows + cols) % period == 0)] = level
     return out
 
 
@@ -85,8 +89,8 @@ def save_grid(path: str | Path, frames: np.ndarray, rows: Mapping[str, torch.Ten
               frame_labels: Sequence[str] | None = None) -> Path:
     """PNG: the input frames, then one row per map {name: (T, h, w)}, overlaid on the frames.
 
-    ``dropped`` {row name: (T, h, w) bool} greys out those tokens in that row. A colour bar (low → high,
-    per-frame min-max) and a grey swatch ("dropped") form the legend.
+    ``dropped`` {row name: (T, h, w) bool} hatches those tokens in that row. A colour bar (low → high,
+    per-frame min-max) and a hatched swatch ("dropped") form the legend.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
@@ -96,7 +100,7 @@ def save_grid(path: str | Path, frames: np.ndarray, rows: Mapping[str, torch.Ten
     rendered = {"input": frames}
     for name, maps in rows.items():
         image = overlay(frames, maps)
-        rendered[name] = grey_out(image, dropped[name]) if name in dropped else image
+        rendered[name] = mark_dropped(image, dropped[name]) if name in dropped else image
     fig, axes = plt.subplots(len(rendered), num_frames, squeeze=False,
                              figsize=(1.3 * num_frames + 1.4, 1.3 * len(rendered) + 0.6))
     for r, (name, images) in enumerate(rendered.items()):
@@ -114,7 +118,8 @@ def save_grid(path: str | Path, frames: np.ndarray, rows: Mapping[str, torch.Ten
     bar.set_ticks([0, 1], labels=["low", "high"])
     bar.ax.tick_params(labelsize=7)
     if dropped:
-        fig.legend(handles=[Patch(color="0.5", label="dropped token")], loc="lower left", fontsize=7,
+        handle = Patch(facecolor="white", edgecolor="0.5", hatch="///", label="dropped token")
+        fig.legend(handles=[handle], loc="lower left", fontsize=7,
                    frameon=False)
     if title:
         fig.suptitle(title, fontsize=8)

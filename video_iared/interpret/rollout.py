@@ -57,15 +57,23 @@ def with_residual(mixing: Tensor) -> Tensor:
     return mixed / mixed.sum(-1, keepdim=True)
 
 
-def cls_rollout(steps: Sequence[Tensor]) -> Tensor:
+def cls_rollout(steps: Sequence[Tensor], *, normalise: bool = True) -> Tensor:
     """Row 0 of ``Â_K ··· Â_1`` for the (B, L, L) mixing matrices ``steps`` in forward order -> (B, L).
 
-    The residual is added here. Computed as ``e_0ᵀ Â_K ··· Â_1`` with vector-matrix products, so the
-    cost is K·L² per sample instead of the K·L³ of the full product.
+    The residual is added here: ``Â = A + I`` with rows renormalised (rollout), or as it is with
+    ``normalise=False`` (relevance accumulation R ← R + Ā R of transformer attribution). Computed as
+    ``e_0ᵀ Â_K ··· Â_1`` with vector-matrix products, so the cost is K·L² per sample instead of the
+    K·L³ of the full product.
     """
     if not steps:
         raise ValueError("rollout needs at least one attention step")
-    row = with_residual(steps[-1])[:, 0:1]                          # (B, 1, L)
+
+    def residual(step: Tensor) -> Tensor:
+        if normalise:
+            return with_residual(step)
+        return step + torch.eye(step.shape[-1], dtype=step.dtype, device=step.device)
+
+    row = residual(steps[-1])[:, 0:1]                               # (B, 1, L)
     for step in reversed(steps[:-1]):
-        row = row @ with_residual(step)
+        row = row @ residual(step)
     return row[:, 0]

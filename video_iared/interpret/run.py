@@ -1,8 +1,9 @@
 """The ``interpret`` jobs: explain one video (renders), and score every heatmap method against masks.
 
 Both compute, for a batch of clips, the maps of every method (:func:`method_maps`): the IA-RED²
-interpreters (combined and per group, with the tokens each group dropped) from the threshold forward,
-and raw attention, rollout and random maps from the dense backbone.
+interpreters (combined and per group, every token scored, with the tokens the deployed decision
+dropped), the explanations of the dense backbone (raw attention, rollout, Grad-CAM, attention ×
+gradient, transformer attribution) and random maps.
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from video_iared.engine.datasets import build_dataset
 from video_iared.models.iared import backbone_of
 from video_iared.predict import LoadedModel, read_video, run_iared
 
-from .heatmaps import attention_maps, interpreter_maps, random_map
+from .explanations import explanation_maps
+from .heatmaps import interpreter_maps, interpreter_scores, random_map
 from .imagenet_seg import ImageNetSegmentation
 from .metrics import SegmentationMeter
-from .render import grey_out, overlay, panel_strip, resize_frames, save_grid, write_animation
+from .render import mark_dropped, overlay, panel_strip, resize_frames, save_grid, write_animation
 
 __all__ = ["method_maps", "explain_video", "mask_batches", "evaluate_masks", "format_table", "write_results"]
 
@@ -37,34 +39,37 @@ def method_maps(loaded: LoadedModel, clips: Tensor, *, block: int = -1, seed: in
     """uint8 clips (B, 3, T, S, S) or images (B, 3, S, S) -> (logits, {method: (B, T, h, w)},
     {method: dropped (B, T, h, w)}), T = 1 for images.
 
-    Logits are the IA-RED² model's (threshold decisions), or the dense model's without interpreters.
+    Logits are the IA-RED² model's (its deployed decision), or the dense model's without interpreters.
+    The interpreter maps cover every token (:func:`.heatmaps.interpreter_scores`); the dropped masks are
+    the deployed decision's: per group, and for the combined map every token some group dropped. The
+    explanations (:func:`.explanations.explanation_maps`) explain the dense backbone's prediction.
     """
     model, spec = loaded.model, loaded.spec
     device = next(model.parameters()).device
     x = normalize_on_device(clips.to(device), spec.mean, spec.std, channel_dim=-4 if clips.dim() == 5 else -3)
-    patch = backbone_of(model).patch_size
-    grid = (x.shape[-2] // patch, x.shape[-1] // patch)
+    backbone = backbone_of(model)
+    grid = (x.shape[-2] // backbone.patch_size, x.shape[-1] // backbone.patch_size)
     maps: dict[str, Tensor] = {}
     dropped: dict[str, Tensor] = {}
-    baselines = attention_maps(backbone_of(model), x, block=block)
     if loaded.has_interpreters:
         out = run_iared(model, x)
         logits = out.logits
-        maps.update(interpreter_maps([g.scores for g in out.groups], grid))
+        maps.update(interpreter_maps(interpreter_scores(model, x), grid))
         for g, group in enumerate(out.groups):
             dropped[f"interpreter_g{g + 1}"] = ~group.keep.view(*group.keep.shape[:2], *grid)
+        dropped["interpreter"] = dropped[f"interpreter_g{len(out.groups)}"]
     else:
-        logits = backbone_of(model)(x)
-    maps.update(baselines)
+        logits = backbone(x)
+    maps.update(explanation_maps(backbone, x, block=block))
     generator = torch.Generator().manual_seed(seed)
-    maps["random"] = random_map(tuple(baselines["rollout"].shape), generator=generator)
+    maps["random"] = random_map(tuple(maps["rollout"].shape), generator=generator)
     maps = {name: heat.float().cpu() for name, heat in maps.items()}
     return logits.float().cpu(), maps, {name: mask.cpu() for name, mask in dropped.items()}
 
 
 def explain_video(loaded: LoadedModel, video: str | Path, out_dir: str | Path, *, class_names: list[str],
                   fmt: str = "mp4", block: int = -1) -> dict[str, Path]:
-    """Render one video's heatmaps: ``heatmaps.<fmt>`` (panels side by side, dropped tokens grey),
+    """Render one video's heatmaps: ``heatmaps.<fmt>`` (panels side by side, dropped tokens hatched),
     ``heatmaps.png`` (frames × methods grid with legend) and ``heatmaps.json`` (top-5, kept shares)."""
     out_dir = Path(out_dir)
     clip = read_video(video, loaded.spec)
@@ -80,12 +85,14 @@ def explain_video(loaded: LoadedModel, video: str | Path, out_dir: str | Path, *
     panels = {"input": frames}
     for name, heat in shown.items():
         image = overlay(frames, heat)
-        panels[name.replace("interpreter_", "")] = grey_out(image, holes[name]) if name in holes else image
+        panels[name.replace("interpreter_", "")] = (mark_dropped(image, holes[name]) if name in holes
+                                                    else image)
     paths = {"animation": write_animation(panel_strip(panels), out_dir / f"heatmaps.{fmt}"),
              "grid": save_grid(out_dir / "heatmaps.png", frames, shown, dropped=holes,
-                               title=f"{Path(video).name}: {label}; grey = dropped by that group")}
+                               title=f"{Path(video).name}: {label}; hatched = dropped by that group")}
     summary = {"video": str(video), "top5": [[class_names[int(i)], float(p)] for p, i in zip(*top)],
-               "kept_per_group": [float((~mask).float().mean()) for mask in holes.values()]}
+               "kept_per_group": [float((~mask).float().mean()) for name, mask in holes.items()
+                                  if name != "interpreter"]}
     paths["summary"] = out_dir / "heatmaps.json"
     paths["summary"].write_text(json.dumps(summary, indent=2))
     return paths
@@ -112,11 +119,15 @@ def evaluate_masks(loaded: LoadedModel, batches: Iterable[dict[str, Tensor]], *,
                    seed: int = 0) -> dict[str, dict[str, float]]:
     """Chefer et al.'s scores of every method over batches ``{"clip": (B, 3, T, S, S) uint8, "masks":
     (B, T, S, S)}`` (images: (B, 3, S, S) and (B, S, S)); each frame is one unit ->
-    ``{method: {pixel_acc, miou, map, frames, ap_frames}}``."""
+    ``{method: {pixel_acc, mean_acc, miou, map, frames, ap_frames}}``."""
     meters: dict[str, SegmentationMeter] = {}
     for index, batch in enumerate(batches):
         if "masks" not in batch:
             raise FileNotFoundError("the dataset has no masks: every video needs an x.masks.npz sidecar")
+        if "label" in batch and (batch["label"] < 0).any():  # unreadable videos (label -1) are left out
+            batch = {key: batch[key][batch["label"] >= 0] for key in ("clip", "masks")}
+            if not len(batch["clip"]):
+                continue
         _, maps, _ = method_maps(loaded, batch["clip"], block=block, seed=seed + index)
         masks = batch["masks"]
         masks = (masks if masks.dim() == 4 else masks[:, None]).flatten(0, 1)   # (B*T, S, S)
@@ -129,8 +140,9 @@ def evaluate_masks(loaded: LoadedModel, batches: Iterable[dict[str, Tensor]], *,
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
     """A Markdown table of the scores in percent, one row per method."""
-    lines = ["| method | pixel acc. | mIoU | mAP |", "|---|---:|---:|---:|"]
-    lines += [f"| {name} | {100 * r['pixel_acc']:.1f} | {100 * r['miou']:.1f} | {100 * r['map']:.1f} |"
+    lines = ["| method | pixel acc. | mean acc. | mIoU | mAP |", "|---|---:|---:|---:|---:|"]
+    keys = ("pixel_acc", "mean_acc", "miou", "map")
+    lines += [f"| {name} | " + " | ".join(f"{100 * r[key]:.1f}" for key in keys) + " |"
               for name, r in results.items()]
     frames = next(iter(results.values()))
     lines.append(f"\n{frames['frames']} frames; mAP over the {frames['ap_frames']} frames whose mask is not "
@@ -140,7 +152,8 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
 
 
 def write_results(results: dict[str, dict[str, float]], out_dir: str | Path) -> tuple[Path, Path]:
-    """``interpretability.json`` ({method: {pixel_acc, miou, map, ...}}) and ``interpretability.md``."""
+    """``interpretability.json`` ({method: {pixel_acc, mean_acc, miou, map, ...}}) and
+    ``interpretability.md``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, table_path = out_dir / "interpretability.json", out_dir / "interpretability.md"

@@ -7,7 +7,7 @@ MLP and DropPath come from timm (``timm.layers``); parameter names follow the of
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,8 @@ from torch.utils.checkpoint import checkpoint
 
 from .tokens import SequencePlan, TokenState
 
-ClsAttentionSink = Callable[["Attention", Tensor], None]
+# receives a module and its attention weights (G, heads, L, L), still in the autograd graph
+AttentionSink = Callable[["Attention", Tensor], None]
 
 # Backends for masked (padded) attention on a GPU. The default order prefers cuDNN on Hopper, which
 # builds a plan per shape and turns a boolean mask into a bias; memory-efficient attention takes the
@@ -36,16 +37,25 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float 
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
 
 
-def group_softmax(logits: Tensor, mask: Tensor | None) -> Tensor:
-    """Attention weights of padded sequences: logits (G, h, Q, L) -> softmax over the L keys.
+def attention_weights(q: Tensor, k: Tensor, scale: float, mask: Tensor | None = None) -> Tensor:
+    """Attention weights softmax(scale · q kᵀ + mask) (G, h, Q, L) of queries (G, h, Q, d) over keys
+    (G, h, L, d).
 
-    ``mask`` (G, 1, 1, L) is a plan's key mask (``True`` for real keys, ``None`` without padding);
-    padding keys get weight 0. The one softmax of :class:`Attention`'s explicit path and of scorers
-    that compute only some queries' logits (the CLS-attention baseline).
+    ``mask`` (G, 1, 1, L): bool, ``True`` for the keys attention may use (others weigh 0: a plan's key
+    mask), or an additive bias (ToMe's log sizes); ``None``: every key. The one formula of attention
+    weights: :class:`Attention`'s explicit path (:func:`capture_attention`: heatmaps, rollout,
+    explanations), the CLS-attention top-k scores and ToMe's proportional attention all call it.
     """
+    logits = (q * scale) @ k.transpose(-2, -1)
     if mask is not None:
-        logits = logits.masked_fill(~mask, float("-inf"))
+        logits = logits.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else logits + mask
     return logits.softmax(-1)
+
+
+def split_heads(qkv: Tensor, heads: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(G, L, 3D) projected sequences -> queries, keys and values, (G, heads, L, D / heads) each."""
+    q, k, v = rearrange(qkv, "g l (three h d) -> three g h l d", three=3, h=heads).unbind(0)
+    return q, k, v
 
 
 class Attention(nn.Module):
@@ -68,7 +78,7 @@ class Attention(nn.Module):
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.cls_attention_sink: ClsAttentionSink | None = None
+        self.attention_sink: AttentionSink | None = None
 
     def forward(self, x: Tensor, plan: SequencePlan | None = None, key_mask: Tensor | None = None) -> Tensor:
         qkv = self.qkv(x)
@@ -81,42 +91,52 @@ class Attention(nn.Module):
     def _attend(self, qkv: Tensor, mask: Tensor | None, bias: Tensor | None = None) -> Tensor:
         """(G, L, 3D) query/key/value sequences, key mask (G, 1, 1, L) bool and, optionally, the same
         mask as an additive bias -> (G, L, D) attention outputs."""
-        q, k, v = rearrange(qkv, "g l (three h d) -> three g h l d", three=3, h=self.num_heads).unbind(0)
-        if self.cls_attention_sink is None:
+        q, k, v = split_heads(qkv, self.num_heads)
+        if self.attention_sink is None:
             out = attend(q, k, v, mask if bias is None else bias, self.attn_drop if self.training else 0.0)
-        else:  # softmax written out, to hand the first query's (CLS) attention row to the sink
-            weights = group_softmax((q * self.scale) @ k.transpose(-2, -1), mask)   # (G, h, L, L)
-            self.cls_attention_sink(self, weights[:, :, 0])                   # (G, h, L)
+        else:  # softmax written out, to hand the weights to the sink
+            weights = attention_weights(q, k, self.scale, mask)                  # (G, h, L, L)
+            self.attention_sink(self, weights)
             out = F.dropout(weights, self.attn_drop, self.training) @ v
         return rearrange(out, "g h l d -> g l (h d)")
 
 
 @contextmanager
-def capture_cls_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
-    """Record, per attention module name, the first query's attention row of every sequence.
+def capture_attention(model: nn.Module, *, first_query: bool = False) -> Iterator[dict[str, Tensor]]:
+    """Record, per attention module name, the attention weights of every sequence.
 
-    Inside the context every :class:`Attention` of ``model`` uses the explicit softmax and stores
-    (G, heads, L) weights, sequences in plan order and keys in slot order (zero on padding); for the
-    spatial attention of TimeSformer blocks sequence ``b*T + t`` is frame t of clip b, query 0 its CLS
-    copy and slot ``1 + n`` location n (raw-attention heatmaps, the CLS-attention top-k baseline)::
+    Inside the context every :class:`Attention` of ``model`` uses the explicit softmax
+    (:func:`attention_weights`) and stores its weights (G, heads, L, L), sequences in plan order and keys
+    in slot order (zero on padding); ``first_query`` keeps only the first query's row (G, heads, L) (the
+    CLS token's, where a sequence has one). The weights stay in the autograd graph when gradients are
+    on, so ``torch.autograd.grad(logit, list(weights.values()))`` gives their gradients (explanations).
+    For the spatial attention of TimeSformer blocks sequence ``b*T + t`` is frame t of clip b, query 0
+    its CLS copy and slot ``1 + n`` location n; for the temporal attention sequence ``b*N + n`` is
+    location n of clip b, slot t its frame::
 
-        with capture_cls_attention(model) as rows:
+        with capture_attention(model) as weights:
             model(clip)
-        rows["blocks.11.attn"]  # (B*T, heads, 1+N)
+        weights["blocks.11.attn"]  # (B*T, heads, 1+N, 1+N)
     """
-    rows: dict[str, Tensor] = {}
+    captured: dict[str, Tensor] = {}
     names = {module: name for name, module in model.named_modules() if isinstance(module, Attention)}
 
     def sink(module: Attention, weights: Tensor) -> None:
-        rows[names[module]] = weights
+        captured[names[module]] = weights[:, :, 0] if first_query else weights
 
     for module in names:
-        module.cls_attention_sink = sink
+        module.attention_sink = sink
     try:
-        yield rows
+        yield captured
     finally:
         for module in names:
-            module.cls_attention_sink = None
+            module.attention_sink = None
+
+
+def capture_cls_attention(model: nn.Module) -> AbstractContextManager[dict[str, Tensor]]:
+    """:func:`capture_attention` of the first query only: (G, heads, L) per module name (raw-attention
+    heatmaps, the CLS-attention top-k baseline)."""
+    return capture_attention(model, first_query=True)
 
 
 class SampleDropPath(DropPath):
