@@ -24,7 +24,7 @@ from video_iared.data.kinetics import parse_list, read_list
 from video_iared.data.lists import format_list
 from video_iared.data.prep import check_video
 from video_iared.launch.arrays import add_shard_arguments, available_cpus, run_shards
-from video_iared.launch.submit import shard_items
+from video_iared.launch.cluster import shard_items
 
 OK = "ok"  # the journal's verdict for a good video; any other verdict is the reason it is bad
 

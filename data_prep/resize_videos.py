@@ -22,7 +22,7 @@ from functools import partial
 from video_iared.data.files import parallel_map
 from video_iared.data.prep import find_videos, try_resize_video
 from video_iared.launch.arrays import add_shard_arguments, available_cpus, run_shards
-from video_iared.launch.submit import shard_items
+from video_iared.launch.cluster import shard_items
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from video_iared.cli import train_arguments, train_config
 from video_iared.config import ConfigError
-from video_iared.launch.submit import LaunchError, add_cluster_arguments, cluster_options, job_folder, submit
+from video_iared.launch.cluster import LaunchError, add_cluster_arguments, cluster_options, job_folder, submit
 
 
 def build_parser() -> argparse.ArgumentParser:

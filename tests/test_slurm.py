@@ -16,7 +16,7 @@ from tests.data_fixtures import ramp_video
 from train_helpers import make_synthetic, run_python
 from video_iared.data.prep import find_videos, try_resize_video
 from video_iared.engine.checkpoint import checkpoint_path, load_checkpoint
-from video_iared.launch.submit import ClusterOptions, job_folder, submit_shards
+from video_iared.launch.cluster import ClusterOptions, job_folder, submit_shards
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 cloudpickle.register_pickle_by_value(resize_videos)  # data_prep/ is scripts, not a package a job imports

@@ -9,8 +9,8 @@ import submitit
 from train_helpers import REPO
 
 from video_iared.cli import train_config
-from video_iared.launch import submit as launch
-from video_iared.launch.submit import ClusterOptions, LaunchError, RequeueLimitError, Resumable
+from video_iared.launch import cluster as launch
+from video_iared.launch.cluster import ClusterOptions, LaunchError, RequeueLimitError, Resumable
 
 
 def test_options_default_to_one_task_per_gpu_and_reject_mismatches():

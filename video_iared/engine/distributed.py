@@ -1,7 +1,8 @@
 """Who am I in the job: distributed setup read from the environment (torchrun, submitit/SLURM, none).
 
-The only module that knows SLURM exists. torchrun exports RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR
-and MASTER_PORT; a submitit task (SLURM or its local executor) describes itself through submitit's
+The engine's only module that reads a job's environment (``launch/`` submits and requeues jobs; this
+module answers rank, world size and rendezvous). torchrun exports RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR and MASTER_PORT; a submitit task (SLURM or its local executor) describes itself through submitit's
 ``JobEnvironment``, and the rendezvous is the job's first host on a port derived from the job id, so
 every task of a job (and of its requeues) agrees without any file. A partly set environment is an
 error that names what is missing, never a silent single-process run.

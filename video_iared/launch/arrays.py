@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .submit import add_cluster_arguments, cluster_options, job_folder, submit_shards
+from .cluster import add_cluster_arguments, cluster_options, job_folder, submit_shards
 
 __all__ = ["add_shard_arguments", "run_shards", "available_cpus"]
 
@@ -22,7 +22,7 @@ R = TypeVar("R")
 
 
 def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--slurm``, ``--shards`` and the cluster flags of :func:`.submit.add_cluster_arguments`."""
+    """``--slurm``, ``--shards`` and the cluster flags of :func:`.cluster.add_cluster_arguments`."""
     parser.add_argument("--slurm", action="store_true",
                         help="run as a SLURM array of --shards jobs (submitit), then wait for it")
     parser.add_argument("--shards", type=int, default=1, help="array size with --slurm (default 1)")

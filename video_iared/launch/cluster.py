@@ -1,4 +1,4 @@
-"""One submitit path for every cluster job: training, evaluation and data_prep shard arrays.
+"""The one submitit path of the cluster jobs: training (``slurm/submit.py``) and data_prep shard arrays.
 
 Each job runs an entry function unchanged (``engine.train.train(cfg)``, a data_prep script's
 per-shard function) inside :class:`Resumable`, a submitit ``Checkpointable``. Preemption and time
