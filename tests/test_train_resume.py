@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from video_iared.engine.checkpoint import load_checkpoint
-from video_iared.engine.logging import read_metrics
+from video_iared.engine.run_log import read_metrics
 
 from train_helpers import run_python, torchrun_args
 

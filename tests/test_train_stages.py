@@ -6,7 +6,7 @@ import torch
 
 from video_iared.config import load_config
 from video_iared.engine.checkpoint import load_checkpoint
-from video_iared.engine.logging import read_metrics
+from video_iared.engine.run_log import read_metrics
 from video_iared.engine.train import train
 
 pytestmark = pytest.mark.slow

@@ -37,7 +37,7 @@ from video_iared.models.registry import model_defaults
 from . import checkpoint as ckpt
 from . import distributed, policy
 from .datasets import build_dataset, build_loader, input_spec, loader_seed
-from .logging import RunLogger
+from .run_log import RunLogger
 from .optim import build_optimizer, build_scheduler
 from .sampler import ResumableSampler
 from .stages import (backbone_loss, check_stage, finetune_loss, interpreter_loss, set_trainable,
