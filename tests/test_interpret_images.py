@@ -3,13 +3,12 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from video_iared.config import load_config
 from video_iared.engine.datasets import input_spec
 from video_iared.interpret.imagenet_seg import ImageNetSegmentation
 from video_iared.interpret.run import evaluate_masks, mask_batches
-from video_iared.models import TimeSformer
+from video_iared.models import DeiT
 from video_iared.predict import LoadedModel
 
 
@@ -62,25 +61,13 @@ def test_reader_rejects_other_files(tmp_path):
         ImageNetSegmentation(tmp_path / "other.mat")
 
 
-class TinyImageModel(nn.Module):
-    """A stand-in image transformer: joint attention over one frame, fed (B, 3, H, W) images."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inner = TimeSformer(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, num_classes=3,
-                                 num_frames=1, attention_type="joint_space_time")
-        self.blocks, self.head = self.inner.blocks, self.inner.head
-        self.patch_size, self.attention_type, self.num_classes = 8, "joint_space_time", 3
-
-    def forward(self, x):
-        return self.inner(x[:, :, None])
-
-
 def test_image_scores_end_to_end(gtsegs):
     path, _, _ = gtsegs
-    cfg = load_config(None, ["model.name=timesformer_tiny_patch8_32", "model.num_classes=3",
-                             "data.num_workers=0"])
-    loaded = LoadedModel(TinyImageModel().eval(), cfg, input_spec(cfg))
+    cfg = load_config(None, ["model.name=packed_deit_tiny_patch16_224", "model.img_size=32",
+                             "model.num_classes=3", "data.num_workers=0"])
+    model = DeiT(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, num_classes=3).eval()
+    loaded = LoadedModel(model, cfg, input_spec(cfg))
     results = evaluate_masks(loaded, mask_batches(loaded, imagenet_seg=str(path), batch_size=2))
-    assert set(results) == {"raw_attention", "rollout", "random"}
+    assert set(results) == {"raw_attention", "rollout", "grad_cam", "attention_gradient",
+                            "transformer_attribution", "random"}
     assert all(r["frames"] == 2 and r["ap_frames"] == 2 for r in results.values())

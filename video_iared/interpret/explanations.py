@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from video_iared.models.layers import capture_attention
 
-from .heatmaps import token_map
+from .heatmaps import patch_grid, token_map
 from .rollout import cls_rollout, spatial_step, temporal_step
 
 __all__ = ["EXPLANATIONS", "grad_cam", "gradient_weighted", "attention_steps", "explanation_maps"]
@@ -96,7 +96,7 @@ def explanation_maps(backbone: nn.Module, x: Tensor, *, block: int = -1, target:
     """
     kind, depth = _kind(backbone), len(backbone.blocks)
     batch, frames = x.shape[0], (x.shape[2] if x.dim() == 5 else 1)
-    grid = (x.shape[-2] // backbone.patch_size, x.shape[-1] // backbone.patch_size)
+    grid = patch_grid(backbone, x)
     checkpointing = bool(getattr(backbone, "grad_checkpointing", False))
     backbone.set_grad_checkpointing(False)     # recomputed blocks would capture their weights twice
     try:

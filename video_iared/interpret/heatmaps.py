@@ -18,7 +18,14 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-__all__ = ["token_map", "interpreter_scores", "interpreter_maps", "random_map"]
+__all__ = ["patch_grid", "token_map", "interpreter_scores", "interpreter_maps", "random_map"]
+
+
+def patch_grid(backbone: nn.Module, x: Tensor) -> tuple[int, int]:
+    """The (h, w) patch grid of ``backbone`` on clips or images ``x`` (read from its patch projection,
+    which TimeSformer and timm's DeiT both name ``patch_embed.proj``)."""
+    patch = backbone.patch_embed.proj.kernel_size
+    return x.shape[-2] // patch[0], x.shape[-1] // patch[1]
 
 
 def token_map(values: Tensor, frames: int, grid: tuple[int, int]) -> Tensor:

@@ -23,9 +23,9 @@ from video_iared.models.iared import backbone_of
 from video_iared.predict import LoadedModel, read_video, run_iared
 
 from .explanations import explanation_maps
-from .heatmaps import interpreter_maps, interpreter_scores, random_map
+from .heatmaps import interpreter_maps, interpreter_scores, patch_grid, random_map
 from .imagenet_seg import ImageNetSegmentation
-from .metrics import SegmentationMeter
+from .segmentation import SegmentationMeter
 from .render import mark_dropped, overlay, panel_strip, resize_frames, save_grid, write_animation
 
 __all__ = ["method_maps", "explain_video", "mask_batches", "evaluate_masks", "format_table", "write_results"]
@@ -48,7 +48,7 @@ def method_maps(loaded: LoadedModel, clips: Tensor, *, block: int = -1, seed: in
     device = next(model.parameters()).device
     x = normalize_on_device(clips.to(device), spec.mean, spec.std, channel_dim=-4 if clips.dim() == 5 else -3)
     backbone = backbone_of(model)
-    grid = (x.shape[-2] // backbone.patch_size, x.shape[-1] // backbone.patch_size)
+    grid = patch_grid(backbone, x)
     maps: dict[str, Tensor] = {}
     dropped: dict[str, Tensor] = {}
     if loaded.has_interpreters:
