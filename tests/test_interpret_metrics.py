@@ -4,19 +4,20 @@ import math
 import pytest
 import torch
 
-from video_iared.interpret.metrics import SegmentationMeter, average_precision, foreground, normalise_maps
+from video_iared.interpret.segmentation import (SegmentationMeter, average_precision, foreground,
+                                                normalize_maps)
 
 
-def test_normalise_upsamples_bilinearly_and_rescales():
+def test_normalize_upsamples_bilinearly_and_rescales():
     maps = torch.tensor([[[0.0, 2.0]]])  # (1, 1, 2)
     # half-pixel centres: source x = -0.25, 0.25, 0.75, 1.25 -> 0, 0.5, 1.5, 2 -> /2
-    assert torch.allclose(normalise_maps(maps, (1, 4)), torch.tensor([[[0.0, 0.25, 0.75, 1.0]]]))
+    assert torch.allclose(normalize_maps(maps, (1, 4)), torch.tensor([[[0.0, 0.25, 0.75, 1.0]]]))
 
 
 def test_constant_map_has_no_foreground():
-    normalised = normalise_maps(torch.full((1, 2, 2), 3.0), (2, 2))
-    assert torch.equal(normalised, torch.zeros(1, 2, 2))
-    assert not foreground(normalised).any()
+    normalized = normalize_maps(torch.full((1, 2, 2), 3.0), (2, 2))
+    assert torch.equal(normalized, torch.zeros(1, 2, 2))
+    assert not foreground(normalized).any()
 
 
 def test_average_precision_hand_cases():

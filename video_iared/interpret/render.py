@@ -1,6 +1,6 @@
 """Pictures of heatmaps: an overlay animation (MP4 or GIF) and a PNG grid of frames with a legend.
 
-Maps are shown as the metrics see them (:func:`~video_iared.interpret.metrics.normalise_maps`:
+Maps are shown as the metrics see them (:func:`~video_iared.interpret.segmentation.normalize_maps`:
 bilinear upsampling, min-max per frame). Tokens an IA-RED² group has dropped are hatched grey, their
 heat still visible.
 """
@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from video_iared.data.video import write_video
 
-from .metrics import normalise_maps
+from .segmentation import normalize_maps
 
 __all__ = ["resize_frames", "overlay", "mark_dropped", "panel_strip", "write_animation", "save_grid"]
 
@@ -35,7 +35,7 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
 
 def overlay(frames: np.ndarray, maps: torch.Tensor, *, alpha: float = 0.5) -> np.ndarray:
     """Blend (T, h, w) patch maps, coloured with :data:`COLORMAP`, over uint8 frames (T, H, W, 3)."""
-    heat = normalise_maps(maps, frames.shape[1:3]).numpy()
+    heat = normalize_maps(maps, frames.shape[1:3]).numpy()
     colour = matplotlib.colormaps[COLORMAP](heat)[..., :3] * 255.0
     return (alpha * colour + (1 - alpha) * frames).round().astype(np.uint8)
 

@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["normalise_maps", "foreground", "average_precision", "SegmentationMeter"]
+__all__ = ["normalize_maps", "foreground", "average_precision", "SegmentationMeter"]
 
 
-def normalise_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
+def normalize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
     """(F, h, w) patch maps -> (F, H, W) float maps, bilinearly upsampled and min-max normalised per map."""
     up = F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
     low = up.amin((1, 2), keepdim=True)
@@ -82,7 +82,7 @@ class SegmentationMeter:
         if maps.shape[0] != masks.shape[0]:
             raise ValueError(f"{maps.shape[0]} heatmaps for {masks.shape[0]} masks")
         target = masks != 0
-        normalised = normalise_maps(maps, tuple(masks.shape[1:]))
+        normalised = normalize_maps(maps, tuple(masks.shape[1:]))
         predicted = foreground(normalised)
         self.correct += int((predicted == target).sum())
         self.pixels += target.numel()
