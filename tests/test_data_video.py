@@ -91,7 +91,8 @@ def test_train_items_reproducible_and_epoch_dependent(tiny_video_dir):
         clips.append(a[1]["clip"])
     assert len({c.numpy().tobytes() for c in clips}) == 6
     item = a[2]
-    assert item["label"] == 0 and item["index"] == 2 and item["masks"].shape == (4, 24, 24)
+    assert item["label"] == 0 and item["video"] == 2 and item["view"] == 0
+    assert item["masks"].shape == (4, 24, 24)
     # the foreground is the left quarter of the source frame, where the green gradient is darkest:
     # after crop (and maybe flip) the mask still covers exactly the darkest green pixels
     for epoch in range(4):
@@ -119,13 +120,14 @@ def test_multi_view_test_items(tiny_video_dir):
     ds = VideoDataset(os.path.join(tiny_video_dir, "train.csv"), split="test", num_frames=4, sampling_rate=2,
                       crop_size=16, num_ensemble_views=2, num_spatial_crops=3)
     assert len(ds) == 4 * 6 and ds.num_views == 6
-    clip, label, video, view = ds[7]
-    assert (label, video, view) == (1, 1, 1) and clip.shape == (3, 4, 16, 16)
+    item = ds[7]
+    assert (item["label"], item["video"], item["view"]) == (1, 1, 1) and item["clip"].shape == (3, 4, 16, 16)
+    assert set(item) == set(ds[0]) == {"clip", "label", "video", "view"}  # one item type for every split
     # temporal views are centred: 60 frames, window 8 -> slack 52, views start at 13 and 39
-    assert frame_numbers(ds[0][0]) == [13, 15, 17, 20]
-    assert frame_numbers(ds[3][0]) == [39, 41, 43, 46]
+    assert frame_numbers(ds[0]["clip"]) == [13, 15, 17, 20]
+    assert frame_numbers(ds[3]["clip"]) == [39, 41, 43, 46]
     # spatial crops: left, centre, right (the green gradient rises across them)
-    greens = [ds[i][0][1].float().mean().item() for i in range(3)]
+    greens = [ds[i]["clip"][1].float().mean().item() for i in range(3)]
     assert greens[0] < greens[1] < greens[2]
 
 

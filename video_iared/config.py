@@ -72,6 +72,13 @@ class DataConfig:
     batch_size: int = 8  # per process
     num_workers: int = 4
     flip: Optional[bool] = None  # None: off when classes.json says flip_sensitive
+    # the input path (docs/design.md, Data path; README, Data loading)
+    format: Literal["video", "frames"] = "video"  # frames: JPEG folders of data_prep/extract_frames.py
+    num_samples: int = 1  # training clips per decoded window (repeated sampling); divides batch_size
+    augment_on: Literal["host", "device"] = "host"  # device: resize on the GPU in the training step
+    decode_threads: int = 1  # decord threads per worker
+    prefetch_factor: int = 2  # batches each worker loads ahead
+    persistent_workers: bool = True  # keep workers (and their imports) across epochs
 
 
 @dataclass

@@ -6,7 +6,8 @@ arrives as plain constructor arguments.
 from .failures import Failure, FailureLog
 from .files import mask_sidecar_path
 from .images import ImageFolderDataset
-from .kinetics import DatasetInfo, VideoDataset, load_dataset_info, read_list
+from .frames import read_frames_clip
+from .kinetics import DatasetInfo, VideoDataset, collate_items, load_dataset_info, read_list
 from .sampling import clip_indices, temporal_view_positions
 from .transforms import normalize_on_device
 from .video import FAILURE_KINDS, VideoDecodeError, read_clip
@@ -14,6 +15,7 @@ from .video import FAILURE_KINDS, VideoDecodeError, read_clip
 __all__ = [
     "FAILURE_KINDS", "DatasetInfo", "Failure", "FailureLog", "ImageFolderDataset", "VideoDataset",
     "VideoDecodeError",
-    "clip_indices", "load_dataset_info", "mask_sidecar_path", "normalize_on_device", "read_clip",
-    "read_list", "temporal_view_positions",
+    "clip_indices", "collate_items", "load_dataset_info", "mask_sidecar_path", "normalize_on_device",
+    "read_clip",
+    "read_frames_clip", "read_list", "temporal_view_positions",
 ]

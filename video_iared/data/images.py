@@ -63,10 +63,15 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         self.class_names, self.items = find_images(root)
         self.split, self.crop_size, self.crop_pct = split, crop_size, crop_pct
         self.scale, self.flip = scale, flip
-        self.seed, self.epoch = seed, 0
+        self.seed = seed
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()  # seen by persistent workers too
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch[0] = epoch
 
     def __len__(self) -> int:
         return len(self.items)

@@ -11,7 +11,10 @@ Splits (the official K400 recipe, 8 x 32 sampling):
   crop, horizontal flip unless flip-sensitive.
 - ``val``: one centred window, short side ``test_scale``, centre crop.
 - ``test``: ``num_ensemble_views`` centred windows x ``num_spatial_crops`` crops along the long side
-  at short side ``crop_size``; item = (clip, label, video_index, view_index).
+  at short side ``crop_size``.
+Every split returns the same item, a dict (see :meth:`VideoDataset.__getitem__`). Training replaces an
+unreadable video by a random other one and counts it; ``val`` and ``test`` never substitute: the item
+keeps its place with label -1 and is counted, and the engine leaves it out.
 Augmentation randomness is a function of (seed, epoch, index) only, so results do not depend on the
 number of workers or GPUs, and a resumed run repeats the same clips.
 """
@@ -28,11 +31,12 @@ import torch.nn.functional as F
 
 from .failures import Failure, FailureLog
 from .files import mask_sidecar_path
+from .frames import read_frames_clip
 from .sampling import clip_indices, temporal_view_positions
-from .transforms import Box, crop_clip, crop_masks, multi_view_crop_boxes, train_crop_box
+from .transforms import Box, crop_clip, crop_masks, cut_box, multi_view_crop_boxes, train_crop_box
 from .video import DEFAULT_FAULT_TOLERANCE, DecodedClip, VideoDecodeError, read_clip, read_mask_sidecar
 
-__all__ = ["DatasetInfo", "VideoDataset", "parse_list", "read_list", "load_dataset_info"]
+__all__ = ["DatasetInfo", "VideoDataset", "collate_items", "parse_list", "read_list", "load_dataset_info"]
 
 Split = Literal["train", "val", "test"]
 
@@ -119,8 +123,13 @@ class VideoDataset(torch.utils.data.Dataset):
         with_masks: return ``masks`` from ``x.masks.npz`` sidecars (``train``/``val``); ``None`` = when
             the first listed video has one. A missing sidecar then counts as a failed item.
         seed: base of the (seed, epoch, index) augmentation randomness.
-        max_retries: replacement samples tried for an unreadable item before giving up (train/val).
+        max_retries: replacement videos tried for an unreadable training item before giving up.
         decode_threads, fault_tol: decord's ``num_threads`` and corrupt-frame tolerance.
+        format: ``video`` files, or ``frames``: the JPEG frame folders of :mod:`.frames` (the list's
+            ``a/x.mp4`` is read from the folder ``a/x``, under ``path_prefix``).
+        num_samples: training clips per decoded window (repeated sampling; K augmentations).
+        augment_on: ``host`` (crop, resize, flip in the worker) or ``device``: the worker only cuts the
+            box out and flips; :func:`.transforms.resize_crops` resizes on the device (training only).
     """
 
     def __init__(
@@ -143,9 +152,17 @@ class VideoDataset(torch.utils.data.Dataset):
         max_retries: int = 10,
         decode_threads: int = 1,
         fault_tol: float = DEFAULT_FAULT_TOLERANCE,
+        format: Literal["video", "frames"] = "video",
+        num_samples: int = 1,
+        augment_on: Literal["host", "device"] = "host",
     ):
         if split not in ("train", "val", "test"):
             raise ValueError(f"split must be train, val or test, got {split!r}")
+        if format not in ("video", "frames"):
+            raise ValueError(f"format must be video or frames, got {format!r}")
+        if num_samples < 1 or augment_on not in ("host", "device"):
+            raise ValueError(f"num_samples must be >= 1 and augment_on host or device, got {num_samples} "
+                             f"and {augment_on!r}")
         self.items = read_list(list_path, path_prefix=path_prefix)
         self.info = load_dataset_info(os.path.dirname(os.path.abspath(list_path)))
         self.split = split
@@ -157,10 +174,18 @@ class VideoDataset(torch.utils.data.Dataset):
         if with_masks is None:
             with_masks = split != "test" and os.path.exists(mask_sidecar_path(self.items[0][0]))
         self.with_masks = with_masks
-        self.seed, self.epoch, self.max_retries = seed, 0, max_retries
+        self.seed, self.max_retries = seed, max_retries
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()  # seen by persistent workers too
         self.decode_threads, self.fault_tol = decode_threads, fault_tol
+        self.format = format
+        # repeated sampling and device augmentation are training options; evaluation items stay fixed
+        self.num_samples = num_samples if split == "train" else 1
+        self.augment_on = augment_on if split == "train" else "host"
+        if self.augment_on == "device" and with_masks:
+            raise ValueError("augment_on='device' resizes clips on the device, masks are resized on the "
+                             "host: use augment_on='host' with masks")
         self.failure_log = FailureLog([path for path, _ in self.items])
-        self._cache: tuple[tuple[int, int], DecodedClip | VideoDecodeError] | None = None  # test views
+        self._cache: tuple[tuple[int, int], tuple[DecodedClip, Any] | None] | None = None  # eval views
 
     # -- bookkeeping the engine uses -------------------------------------------------------------
     @property
@@ -180,52 +205,102 @@ class VideoDataset(torch.utils.data.Dataset):
         """Unreadable videos met so far by this dataset in any worker: (path, reason, count)."""
         return self.failure_log.failures
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
+
     def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of ``epoch`` (call before each epoch, like a sampler's)."""
-        self.epoch = epoch
+        """Select the augmentation stream of ``epoch`` (call before each epoch, like a sampler's; shared
+        memory, so DataLoader workers that outlive an epoch see it)."""
+        self._epoch[0] = epoch
 
     def __len__(self) -> int:
         return len(self.items) * self.num_views
 
     # -- items -----------------------------------------------------------------------------------
-    def __getitem__(self, index: int) -> dict[str, Any] | tuple[torch.Tensor, int, int, int]:
-        if self.split == "test":
-            return self._test_item(index)
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """One item: ``clip`` uint8 ``(3, T, crop, crop)``, ``label``, ``video`` (the list index of the
+        video the clip came from), ``view``, and ``masks`` ``(T, crop, crop)`` when ``with_masks``.
+
+        ``train`` with ``num_samples`` K > 1: ``clip`` (and ``masks``) are lists of K augmented clips of
+        one decoded window (:func:`collate_items` makes them K batch rows). ``augment_on="device"``:
+        each clip is the uint8 crop ``(T, h, w, 3)`` before its resize (:func:`.transforms.resize_crops`
+        finishes it on the device)."""
+        if self.split == "train":
+            return self._train_item(index)
+        return self._eval_item(*divmod(index, self.num_views))
+
+    def _train_item(self, index: int) -> dict[str, Any]:
+        """Training may substitute: an unreadable video is counted and replaced by a random one (the
+        official behaviour; the engine logs the count per epoch)."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
         video = index
         for _ in range(self.max_retries + 1):
+            path, label = self.items[video]
             try:
-                return self._clip_item(video, rng)
+                decoded = self._decode(path, float(rng.random()))
+                samples = [self._train_sample(path, decoded, rng) for _ in range(self.num_samples)]
+                break
             except VideoDecodeError as error:
                 self.failure_log.record(video, error)
-                video = int(rng.integers(len(self.items)))  # the official replacement: a random item
-        raise RuntimeError(
-            f"{self.max_retries + 1} unreadable videos in a row starting at item {index} "
-            f"({self.items[index][0]}); check the list with data_prep/check_videos.py"
-        )
+                video = int(rng.integers(len(self.items)))
+        else:
+            raise RuntimeError(
+                f"{self.max_retries + 1} unreadable videos in a row starting at item {index} "
+                f"({self.items[index][0]}); check the list with data_prep/check_videos.py")
+        item: dict[str, Any] = {"label": label, "video": video, "view": 0}
+        for key in samples[0]:
+            item[key] = samples[0][key] if self.num_samples == 1 else [sample[key] for sample in samples]
+        return item
 
-    def _clip_item(self, video: int, rng: np.random.Generator) -> dict[str, Any]:
-        path, label = self.items[video]
-        train = self.split == "train"
-        position = float(rng.random()) if train else 0.5
-        decoded = self._decode(path, position)
+    def _train_sample(self, path: str, decoded: DecodedClip, rng: np.random.Generator) -> dict[str, Any]:
         height, width = decoded.frames.shape[1:3]
-        if train:
-            box = train_crop_box(height, width, crop_size=self.crop_size,
-                                 jitter_scales=self.train_jitter_scales, rng=rng)
-            flip = self.flip and bool(rng.random() < 0.5)
+        box = train_crop_box(height, width, crop_size=self.crop_size,
+                             jitter_scales=self.train_jitter_scales, rng=rng)
+        flip = self.flip and bool(rng.random() < 0.5)
+        if self.augment_on == "device":
+            return {"clip": cut_box(decoded.frames, box, flip=flip)}
+        sample = {"clip": crop_clip(decoded.frames, box, size=self.crop_size, flip=flip)}
+        if self.with_masks:
+            masks = _load_masks(path, decoded.indices, (height, width))
+            sample["masks"] = crop_masks(masks, box, size=self.crop_size, flip=flip)
+        return sample
+
+    def _eval_item(self, video: int, view: int) -> dict[str, Any]:
+        """A ``val`` item (one centred view at ``test_scale``) or one ``test`` view. Evaluation never
+        substitutes: a failed video gives a zero clip and label -1, which the engine excludes from every
+        figure (``failures`` lists it). The spatial crops of one test window share one decode."""
+        temporal, spatial = divmod(view, self.num_spatial_crops) if self.split == "test" else (0, 0)
+        path, label = self.items[video]
+        key = (video, temporal)
+        if self._cache is None or self._cache[0] != key:
+            position = temporal_view_positions(self.num_ensemble_views)[temporal] if self.split == "test" \
+                else 0.5
+            try:
+                decoded = self._decode(path, position)
+                masks = _load_masks(path, decoded.indices, decoded.frames.shape[1:3]) if self.with_masks \
+                    else None
+                self._cache = (key, (decoded, masks))
+            except VideoDecodeError as error:
+                self.failure_log.record(video, error)
+                self._cache = (key, None)
+        item: dict[str, Any] = {"label": label, "video": video, "view": view}
+        if self._cache[1] is None:
+            blank = torch.zeros(3, self.num_frames, self.crop_size, self.crop_size, dtype=torch.uint8)
+            item.update(clip=blank, label=-1, **({"masks": blank[0]} if self.with_masks else {}))
+            return item
+        decoded, masks = self._cache[1]
+        height, width = decoded.frames.shape[1:3]
+        if self.split == "test":
+            boxes = multi_view_crop_boxes(height, width, crop_size=self.crop_size, short_side=self.crop_size,
+                                          num_crops=self.num_spatial_crops)
+            box: Box = boxes[spatial]
         else:
             box = multi_view_crop_boxes(height, width, crop_size=self.crop_size, num_crops=1,
                                         short_side=self.test_scale)[0]
-            flip = False
-        item: dict[str, Any] = {
-            "clip": crop_clip(decoded.frames, box, size=self.crop_size, flip=flip),
-            "label": label,
-            "index": video,
-        }
-        if self.with_masks:
-            masks = _load_masks(path, decoded.indices, (height, width))
-            item["masks"] = crop_masks(masks, box, size=self.crop_size, flip=flip)
+        item["clip"] = crop_clip(decoded.frames, box, size=self.crop_size)
+        if self.with_masks:  # the view's actor masks through the same frames and box (the oracle rows)
+            item["masks"] = crop_masks(masks, box, size=self.crop_size)
         return item
 
     def _decode(self, path: str, position: float) -> DecodedClip:
@@ -234,33 +309,25 @@ class VideoDataset(torch.utils.data.Dataset):
                                 sampling_rate=self.sampling_rate, position=position, video_fps=fps,
                                 target_fps=self.target_fps)
 
-        return read_clip(path, index_fn, num_threads=self.decode_threads, fault_tol=self.fault_tol)
+        read = read_clip if self.format == "video" else read_frames_clip
+        return read(path, index_fn, num_threads=self.decode_threads, fault_tol=self.fault_tol)
 
-    def _test_item(self, index: int) -> tuple[torch.Tensor, ...]:
-        """One view ``(clip, label, video, view)``, and its masks ``(T, crop, crop)`` when ``with_masks``;
-        a failed video gives a zero clip and label -1 (the engine excludes it from accuracy; ``failures``
-        lists it). The spatial crops of one window share one decode."""
-        video, view = divmod(index, self.num_views)
-        temporal, spatial = divmod(view, self.num_spatial_crops)
-        path, label = self.items[video]
-        key = (video, temporal)
-        if self._cache is None or self._cache[0] != key:
-            try:
-                decoded: DecodedClip | VideoDecodeError = self._decode(
-                    path, temporal_view_positions(self.num_ensemble_views)[temporal])
-            except VideoDecodeError as error:
-                self.failure_log.record(video, error)
-                decoded = error
-            self._cache = (key, decoded)
-        decoded = self._cache[1]
-        if isinstance(decoded, VideoDecodeError):
-            blank = torch.zeros(3, self.num_frames, self.crop_size, self.crop_size, dtype=torch.uint8)
-            return (blank, -1, video, view, blank[0]) if self.with_masks else (blank, -1, video, view)
-        height, width = decoded.frames.shape[1:3]
-        box: Box = multi_view_crop_boxes(height, width, crop_size=self.crop_size,
-                                         num_crops=self.num_spatial_crops, short_side=self.crop_size)[spatial]
-        clip = crop_clip(decoded.frames, box, size=self.crop_size)
-        if self.with_masks:  # the view's actor masks through the same frames and box (the oracle rows)
-            masks = _load_masks(path, decoded.indices, (height, width))
-            return clip, label, video, view, crop_masks(masks, box, size=self.crop_size)
-        return clip, label, video, view
+
+def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch dataset items: an item of K clips (``num_samples``) gives K rows with its label, video and
+    view repeated; clips of one shape are stacked ``(B, ...)``, crops of several shapes
+    (``augment_on="device"``) stay a list for :func:`.transforms.resize_crops`."""
+    rows: dict[str, list] = {}
+    for item in items:
+        count = len(item["clip"]) if isinstance(item["clip"], list) else 1
+        for key, value in item.items():
+            rows.setdefault(key, []).extend(value if isinstance(value, list) else [value] * count)
+    batch: dict[str, Any] = {}
+    for key, values in rows.items():
+        if not isinstance(values[0], torch.Tensor):
+            batch[key] = torch.tensor(values)
+        elif all(v.shape == values[0].shape for v in values):
+            batch[key] = torch.stack(values)
+        else:
+            batch[key] = values
+    return batch

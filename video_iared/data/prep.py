@@ -1,5 +1,5 @@
-"""Per-video work of the data_prep scripts: re-encoding to a smaller short side, and checking that a
-video decodes in a child process that may hang or crash without taking the caller down.
+"""Per-video work of the data_prep scripts: re-encoding to a smaller short side, storing frames as JPEG,
+and checking that a video decodes in a child process that may hang or crash without taking the caller down.
 
 Both are resumable by construction: a resized video appears under its final name only once complete
 (with its mask sidecar written before it), and a check result is one journal line written after the
@@ -7,18 +7,19 @@ check. The scripts shard, parallelise and report; everything here works on one v
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from .files import mask_sidecar_path, save_masks
+from .files import mask_sidecar_path, save_masks, temporary_path
 from .video import VideoDecodeError, VideoWriter, read_clip, read_mask_sidecar
 
 __all__ = [
     "VIDEO_EXTENSIONS", "find_videos", "scaled_size", "resize_masks", "resize_video", "try_resize_video",
-    "probe_video", "CheckResult", "check_video",
+    "probe_video", "CheckResult", "check_video", "extract_frames", "try_extract_frames",
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
@@ -155,3 +156,63 @@ def check_video(path: str, *, timeout: float = 60.0) -> CheckResult:
         child.join()
         receiver.close()
     return CheckResult(path, None if reason is None else " ".join(str(reason).split()))
+
+
+def extract_frames(src: str, dst: str, *, step: int = 2, quality: int = 90, chunk: int = 32) -> int:
+    """Store every ``step``-th frame of the video ``src`` as JPEG (``quality``) in the frames folder of
+    ``dst`` (``a/x.mp4`` -> ``a/x/``, see :mod:`.frames`), decoded by the training decoder (decord) so the
+    frames are the ones a video clip would hold; returns the number stored.
+
+    The folder is written under a temporary name and renamed when complete (its mask sidecar, copied
+    as is, first), so a present folder is a finished one. Unreadable sources raise
+    :class:`VideoDecodeError` and leave nothing behind.
+    """
+    import shutil
+
+    import decord
+    import torch
+    from torchvision.io import encode_jpeg
+
+    from .frames import META_NAME, frame_name, frames_folder
+
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    folder = frames_folder(dst)
+    first = read_clip(src, lambda n, fps: np.zeros(1, np.int64))  # the loader's own checks and messages
+    os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
+    tmp = temporary_path(folder)
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        reader = decord.VideoReader(src, num_threads=1)
+        wanted = list(range(0, first.num_video_frames, step))
+        for start in range(0, len(wanted), chunk):
+            try:
+                frames = reader.get_batch(wanted[start:start + chunk]).asnumpy()
+            except (RuntimeError, decord.DECORDError) as error:
+                raise VideoDecodeError(src, "decoding failed", str(error).splitlines()[-1][-200:])
+            images = encode_jpeg(list(torch.from_numpy(frames).permute(0, 3, 1, 2)), quality=quality)
+            for offset, data in enumerate(images):
+                with open(os.path.join(tmp, frame_name(start + offset)), "wb") as f:
+                    f.write(data.numpy().tobytes())
+        meta = {"num_frames": first.num_video_frames, "fps": first.fps, "step": step,
+                "num_stored": len(wanted), "quality": quality, "source": os.path.basename(src)}
+        with open(os.path.join(tmp, META_NAME), "w", encoding="utf-8") as f:
+            json.dump(meta, f)
+        if os.path.exists(mask_sidecar_path(src)):
+            shutil.copyfile(mask_sidecar_path(src), mask_sidecar_path(dst))
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return len(wanted)
+
+
+def try_extract_frames(paths: tuple[str, str], *, step: int, quality: int) -> tuple[str, str | None]:
+    """:func:`extract_frames` of ``paths = (src, dst)`` for a process pool; returns ``(src, None)`` or
+    ``(src, why it could not be read)``."""
+    try:
+        extract_frames(*paths, step=step, quality=quality)
+    except VideoDecodeError as error:
+        return paths[0], error.reason
+    return paths[0], None

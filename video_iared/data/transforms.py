@@ -18,7 +18,8 @@ from torchvision.transforms.v2 import functional as TF
 
 __all__ = [
     "Box", "scaled_crop_box", "train_crop_box", "multi_view_crop_boxes", "random_resized_crop_box",
-    "crop_clip", "crop_masks", "normalize_on_device",
+    "crop_clip", "crop_masks", "cut_box", "resize_crops", "clips_to_device",
+    "normalize_on_device",
 ]
 
 Box = tuple[int, int, int, int]  # top, left, height, width in source pixels
@@ -99,6 +100,30 @@ def crop_clip(frames: np.ndarray | torch.Tensor, box: Box, *, size: int, flip: b
     return clip.permute(1, 0, 2, 3).contiguous()  # C T H W
 
 
+def cut_box(frames: np.ndarray | torch.Tensor, box: Box, *, flip: bool = False) -> torch.Tensor:
+    """uint8 frames ``(T, H, W, 3)`` -> the box's pixels ``(T, h, w, 3)``, flipped when ``flip``: the
+    host's share of a device augmentation (a copy of the box, no arithmetic); :func:`resize_crops`
+    does the rest."""
+    top, left, h, w = box
+    crop = torch.as_tensor(frames)[:, top:top + h, left:left + w]
+    return crop.flip(2) if flip else crop.contiguous()
+
+
+def resize_crops(crops: torch.Tensor | Sequence[torch.Tensor], *, size: int) -> torch.Tensor:
+    """:func:`cut_box` crops (a list of uint8 ``(T, h, w, 3)``, on any device) -> uint8 clips
+    ``(B, 3, T, size, size)`` on their device: the resize of :func:`crop_clip` (bilinear, antialiased)
+    run where the crops are, so host workers only decode. Already-final clips pass through."""
+    if isinstance(crops, torch.Tensor) and crops.shape[-1] == crops.shape[-2] == size:
+        return crops  # (B, 3, T, size, size) from a host-augmenting loader
+    clips = []
+    for crop in crops:
+        clip = crop.permute(0, 3, 1, 2)  # T C h w
+        if tuple(clip.shape[-2:]) != (size, size):
+            clip = TF.resize(clip, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        clips.append(clip.permute(1, 0, 2, 3))  # C T H W
+    return torch.stack(clips)
+
+
 def crop_masks(masks: np.ndarray | torch.Tensor, box: Box, *, size: int, flip: bool = False) -> torch.Tensor:
     """uint8 masks ``(T, H, W)`` -> ``(T, size, size)`` through the same box as :func:`crop_clip`
     (nearest neighbour, so labels stay labels)."""
@@ -125,3 +150,15 @@ def normalize_on_device(
     mean_t = torch.tensor(mean, dtype=dtype, device=x.device).view(shape)
     std_t = torch.tensor(std, dtype=dtype, device=x.device).view(shape)
     return (x.to(dtype) / 255.0 - mean_t) / std_t
+
+
+def clips_to_device(clip: torch.Tensor | Sequence[torch.Tensor], device: torch.device | str, *, size: int,
+                    mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """A loader's uint8 clips (``(B, 3, T, size, size)``, or the crops of ``augment_on="device"``) ->
+    normalised float clips on ``device``: copied as uint8 (``non_blocking`` from pinned memory), then
+    resized (crops only) and normalised there."""
+    if isinstance(clip, torch.Tensor):
+        clip = clip.to(device, non_blocking=True)
+    else:
+        clip = [crop.to(device, non_blocking=True) for crop in clip]
+    return normalize_on_device(resize_crops(clip, size=size), mean, std)

@@ -107,7 +107,9 @@ def _calibration_clips(cfg: Config, videos: int, device: torch.device) -> list[T
     picked = torch.linspace(0, len(dataset) - 1, min(videos, len(dataset))).round().long().unique()
     loader = DataLoader(Subset(dataset, picked.tolist()), batch_size=cfg.data.batch_size,
                         num_workers=cfg.data.num_workers)
-    return [normalize_on_device(batch["clip"].to(device), spec.mean, spec.std) for batch in loader]
+    # unreadable videos come back with label -1 and are left out
+    return [normalize_on_device(batch["clip"][batch["label"] >= 0].to(device), spec.mean, spec.std)
+            for batch in loader if (batch["label"] >= 0).any()]
 
 
 def calibrate(cfg: Config, checkpoint: str | Path, *, videos: int = 256, out: str | Path | None = None,

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from video_iared.config import Config, ConfigError
 from video_iared.data.files import mask_sidecar_path
-from video_iared.data.kinetics import VideoDataset
+from video_iared.data.kinetics import VideoDataset, collate_items
 from video_iared.models.registry import get_model_info
 
 from .sampler import ResumableSampler
@@ -76,7 +76,9 @@ def build_dataset(cfg: Config, split: Literal["train", "val", "test"], spec: Inp
         train_jitter_scales=spec.train_jitter_scales,
         test_scale=data.test_scale or round(spec.crop_size * 256 / 224),
         num_ensemble_views=data.num_ensemble_views, num_spatial_crops=data.num_spatial_crops,
-        path_prefix=data.path_prefix or None, flip=data.flip, with_masks=with_masks, seed=cfg.run.seed)
+        path_prefix=data.path_prefix or None, flip=data.flip, with_masks=with_masks, seed=cfg.run.seed,
+        format=data.format, num_samples=data.num_samples, augment_on=data.augment_on,
+        decode_threads=data.decode_threads)
     if views_with_masks:
         check_mask_sidecars(dataset, list_path)
     return dataset
@@ -89,9 +91,11 @@ def loader_seed(seed: int, epoch: int) -> int:
 
 
 def build_loader(dataset: VideoDataset, sampler: ResumableSampler, *, batch_size: int, num_workers: int,
-                 drop_last: bool, pin_memory: bool) -> DataLoader:
-    """A loader over ``sampler``'s indices; iterate it after ``sampler.set_epoch`` and
-    ``loader.generator.manual_seed(loader_seed(seed, epoch))``."""
+                 drop_last: bool, pin_memory: bool, prefetch_factor: int = 2,
+                 persistent_workers: bool = False) -> DataLoader:
+    """A loader over ``sampler``'s indices (``batch_size`` items: videos, each ``num_samples`` clips);
+    iterate it after ``sampler.set_epoch`` and ``loader.generator.manual_seed(loader_seed(seed, epoch))``."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      drop_last=drop_last, pin_memory=pin_memory, persistent_workers=False,
-                      generator=torch.Generator())
+                      drop_last=drop_last, pin_memory=pin_memory, collate_fn=collate_items,
+                      prefetch_factor=prefetch_factor if num_workers else None,
+                      persistent_workers=persistent_workers and num_workers > 0, generator=torch.Generator())

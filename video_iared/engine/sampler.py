@@ -14,7 +14,19 @@ from typing import Iterator
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["ResumableSampler"]
+from video_iared.config import ConfigError
+
+__all__ = ["ResumableSampler", "videos_per_batch"]
+
+
+def videos_per_batch(batch_size: int, num_samples: int) -> int:
+    """Videos per loader batch when each gives ``num_samples`` clips and a step holds ``batch_size``
+    clips (repeated sampling: the step, its memory and the LR scaling by clips stay the same; an epoch,
+    one pass over the videos, then has ``num_samples`` times the steps and clips)."""
+    if num_samples < 1 or batch_size % num_samples:
+        raise ConfigError(f"data.batch_size={batch_size} must be a multiple of data.num_samples="
+                          f"{num_samples} (a batch holds whole videos, each giving num_samples clips)")
+    return batch_size // num_samples
 
 
 class ResumableSampler(Sampler[int]):

@@ -32,7 +32,7 @@ def test_loader(cfg: Config, env: distributed.DistEnv, device: torch.device, *,
     sampler = ResumableSampler(len(dataset), num_replicas=env.world_size, rank=env.rank, shuffle=False)
     loader = build_loader(dataset, sampler, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                           drop_last=False, pin_memory=device.type == "cuda")
-    return dataset, (Batch(*items) for items in loader)
+    return dataset, (Batch(b["clip"], b["label"], b["video"], b["view"], b.get("masks")) for b in loader)
 
 
 @dataclass

@@ -1,0 +1,93 @@
+#!/usr/bin/env python
+"""Store every --step-th frame of each video below SRC_DIR as JPEG under DST_DIR, keeping the folder
+layout (a/x.mp4 -> a/x/000000.jpg ..., with meta.json); mask sidecars are copied along. Train on them
+with ``data.format=frames data.path_prefix=DST_DIR`` and the same lists.
+
+    python data_prep/extract_frames.py k400/videos_320 k400/frames_320 --step 2 --workers 32
+    python data_prep/extract_frames.py k400/videos_320 k400/frames_320 --step 2 --slurm --shards 64 \\
+        --cpus-per-task 8 --partition cpu --time 240
+
+Extract from the 320p videos (data_prep/resize_videos.py): the frames keep the source's size.
+Resumable: a video's folder is written under a temporary name and renamed when complete, and finished
+folders are skipped, so a killed or requeued run (or array element) picks up where it stopped.
+Unreadable sources are listed at the end (path<TAB>reason) and produce no folder.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from functools import partial
+
+from video_iared.data.files import parallel_map
+from video_iared.data.frames import frames_folder
+from video_iared.data.prep import find_videos, try_extract_frames
+from video_iared.launch.arrays import add_shard_arguments, available_cpus, run_shards
+from video_iared.launch.cluster import shard_items
+
+
+@dataclass
+class ExtractSummary:
+    """What one shard did: videos stored, already present, unreadable ``(path, reason)``."""
+
+    written: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def extract_shard(shard: int, num_shards: int, *, src_root: str, dst_root: str, step: int = 2,
+                  quality: int = 90, workers: int | None = None) -> ExtractSummary:
+    """Extract the videos of one shard of ``src_root``'s sorted file list whose folder ``dst_root``
+    lacks, in ``workers`` processes (default: the cores this job may use)."""
+    relative = shard_items(find_videos(src_root), shard, num_shards)
+    jobs = [(os.path.join(src_root, rel), os.path.join(dst_root, rel)) for rel in relative]
+    todo = [job for job in jobs if not os.path.isdir(frames_folder(job[1]))]
+    summary = ExtractSummary(skipped=len(jobs) - len(todo))
+    extract = partial(try_extract_frames, step=step, quality=quality)
+    for src, reason in parallel_map(extract, todo, workers=workers or available_cpus(),
+                                    desc=f"frames shard {shard}/{num_shards}"):
+        if reason is None:
+            summary.written += 1
+        else:
+            summary.failed.append((src, reason))
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("src_dir", help="folder tree of videos (the 320p ones)")
+    parser.add_argument("dst_dir", help="output tree (created; may already hold finished folders)")
+    parser.add_argument("--step", type=int, default=2,
+                        help="keep every step-th frame (default 2: 15 of 30 fps; 8 x 32 clips need 1 in 32)")
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes per shard (default: the cores available to it)")
+    add_shard_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    src, dst = os.path.abspath(args.src_dir), os.path.abspath(args.dst_dir)
+    if not os.path.isdir(src):
+        raise SystemExit(f"{args.src_dir}: no such folder")
+    if os.path.commonpath([src, dst]) == src:
+        raise SystemExit(f"{args.dst_dir} is inside {args.src_dir}; choose a folder outside the source tree")
+    if args.step < 1 or not 1 <= args.quality <= 100:
+        raise SystemExit(f"--step must be >= 1 and --quality in [1, 100], got {args.step} and {args.quality}")
+    os.makedirs(dst, exist_ok=True)
+    shard = partial(extract_shard, src_root=src, dst_root=dst, step=args.step, quality=args.quality,
+                    workers=args.workers)
+    summaries = run_shards(shard, args, output_dir=dst, name="extract_frames")
+    failed = [item for s in summaries for item in s.failed]
+    for path, reason in failed:
+        print(f"{path}\t{reason}")
+    print(f"{sum(s.written for s in summaries)} written, {sum(s.skipped for s in summaries)} already done, "
+          f"{len(failed)} unreadable", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
