@@ -2,7 +2,7 @@
 import pytest
 from torch.utils.data import DistributedSampler
 
-from video_iared.engine.distributed import DistEnv, DistributedSetupError, detect, port_for_job
+from video_iared.engine.distributed import DistEnv, DistributedSetupError, detect
 from video_iared.engine.sampler import ResumableSampler
 
 TORCHRUN = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "node0",
@@ -41,7 +41,10 @@ def test_submitit_environment(monkeypatch):
     env = detect()
     assert (env.rank, env.world_size, env.local_rank, env.master_addr, env.source) == \
         (3, 4, 1, "gpu07", "submitit")
-    assert env.master_port == port_for_job("4242") and 20000 <= env.master_port < 40000
+    monkeypatch.setenv("SLURM_PROCID", "0")  # every task of the job meets on the same port; another job not
+    assert detect().master_port == env.master_port and 20000 <= env.master_port <= 60000
+    monkeypatch.setenv("SLURM_JOB_ID", "4243")
+    assert detect().master_port != env.master_port
     monkeypatch.delenv("SLURM_JOB_ID")
     with pytest.raises(DistributedSetupError, match="incomplete"):
         detect()

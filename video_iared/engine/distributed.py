@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -20,8 +19,8 @@ import torch.distributed as dist
 
 from video_iared.config import ConfigError
 
-__all__ = ["DistEnv", "DistributedSetupError", "TORCHRUN_VARS", "detect", "port_for_job", "resolve_device",
-           "setup", "teardown", "all_reduce_mean", "all_gather_objects", "barrier"]
+__all__ = ["DistEnv", "DistributedSetupError", "TORCHRUN_VARS", "detect", "resolve_device", "setup",
+           "teardown", "all_reduce_mean", "all_gather_objects", "barrier"]
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -50,12 +49,6 @@ class DistEnv:
         return self.rank == 0
 
 
-def port_for_job(job_id: str) -> int:
-    """A rendezvous port in [20000, 40000) derived from the job id, the same on every task."""
-    digits = re.sub(r"\D", "", job_id) or "0"
-    return 20000 + int(digits) % 20000
-
-
 def _from_torchrun(environ: Mapping[str, str]) -> DistEnv:
     missing = [name for name in TORCHRUN_VARS if name not in environ]
     if missing:
@@ -74,12 +67,15 @@ def _from_torchrun(environ: Mapping[str, str]) -> DistEnv:
     return env
 
 
-def _from_submitit(job_env: Any) -> DistEnv:
-    """Read a ``submitit.JobEnvironment`` (SLURM or local executor)."""
+def _from_submitit() -> DistEnv:
+    """A submitit task (SLURM or local executor), read by submitit's ``TorchDistributedEnvironment``: the
+    job's first host, and a port seeded by the job id (the same on every task and every requeue)."""
+    from submitit.helpers import TorchDistributedEnvironment
+
     try:
-        return DistEnv(rank=job_env.global_rank, world_size=job_env.num_tasks,
-                       local_rank=job_env.local_rank, master_addr=job_env.hostnames[0],
-                       master_port=port_for_job(str(job_env.job_id)), source="submitit")
+        env = TorchDistributedEnvironment()
+        return DistEnv(rank=env.rank, world_size=env.world_size, local_rank=env.local_rank,
+                       master_addr=env.master_addr, master_port=env.master_port, source="submitit")
     except (KeyError, ValueError) as err:
         raise DistributedSetupError(
             f"SUBMITIT_EXECUTOR is set but the job environment is incomplete ({err!r}); "
@@ -93,9 +89,7 @@ def detect(environ: Mapping[str, str] | None = None) -> DistEnv:
     if any(name in environ for name in TORCHRUN_VARS):
         return _from_torchrun(environ)
     if environ.get("SUBMITIT_EXECUTOR"):
-        import submitit
-
-        return _from_submitit(submitit.JobEnvironment())
+        return _from_submitit()
     if int(environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1:
         raise DistributedSetupError(
             f"srun started {environ['SLURM_STEP_NUM_TASKS']} tasks without submitit or torchrun: each would "

@@ -40,6 +40,7 @@ def compute_metrics(views: ViewPass, *, num_videos: int, num_classes: int, clip_
     missing = int((view_counts == 0).sum())
     if not bool(readable.any()):
         raise RuntimeError("no readable video was evaluated; check the test list and the failed videos")
+    # per-sample hits, not timm.utils.accuracy's batch mean: the per-class accuracy needs them
     video_hits = topk_correct(scores[readable], labels[readable])
     clip = records.take(((records.view == clip_view) & (records.label >= 0)).nonzero().squeeze(1))
     clip_hits = topk_correct(clip.logits, clip.label)

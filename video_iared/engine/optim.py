@@ -52,6 +52,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, global_batch: int) -> to
     return torch.optim.AdamW(groups, lr=lr)
 
 
+# Not timm's CosineLRScheduler: its warmup starts at warmup_lr_init on step 0 (here lr/warmup), and it steps
+# by step_update(n) outside torch's LRScheduler, whose state_dict the checkpoints resume from.
 def lr_factor(step: int, *, steps_per_epoch: int, cfg: OptimConfig) -> float:
     """Multiplier of the base lr at optimiser ``step``: linear warmup, then cosine to 0 or steps."""
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
