@@ -9,7 +9,8 @@ DST_DIR, keeping the folder layout (x.webm -> x.mp4). Mask sidecars (x.masks.npz
 Resumable: a video is written to a temporary name and renamed when complete, and finished videos are
 skipped, so a killed or requeued run picks up where it stopped. A short keyframe interval (--gop)
 makes the loader's random access cheaper (docs/results.md, Loader speed) for a slightly larger file.
-Unreadable sources are listed at the end (path<TAB>reason) and produce no output.
+Unreadable sources are listed at the end (path<TAB>reason) and produce no output; so is a source cut
+short (a download stopped half-way), whose output would hold fewer frames than its header declares.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from functools import partial
 
-from video_iared.data.files import parallel_map
+from video_iared.data.files import mask_sidecar_path, parallel_map
 from video_iared.data.prep import find_videos, try_resize_video
 from video_iared.launch.arrays import add_shard_arguments, available_cpus, run_shards
 from video_iared.launch.cluster import shard_items
@@ -39,6 +40,52 @@ def output_path(src_root: str, dst_root: str, relative: str) -> tuple[str, str]:
     return os.path.join(src_root, relative), os.path.join(dst_root, os.path.splitext(relative)[0] + ".mp4")
 
 
+# an output may hold a little less than the source's header declares (an estimate from the duration for
+# webm/mkv, edit lists, a last frame dropped): it is short only below this share of the declared count
+SHORT_OUTPUT_SHARE = 0.95
+
+
+def declared_frames(path: str) -> int:
+    """Frames a video's header declares: the stream's count, else duration x average rate (0: unknown)."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        if stream.frames:
+            return int(stream.frames)
+        duration = stream.duration * stream.time_base if stream.duration else (container.duration or 0) / 1e6
+        return int(float(duration) * float(stream.average_rate or 0))
+
+
+def written_frames(path: str) -> int:
+    """Frames in a video this script wrote (its writer records the count in the mp4 header)."""
+    import av
+
+    with av.open(path) as container:
+        return int(container.streams.video[0].frames)
+
+
+def short_output(src: str, dst: str) -> str | None:
+    """Why ``dst`` cannot stand for ``src`` (fewer frames than ``src`` declares), or None."""
+    declared, written = declared_frames(src), written_frames(dst)
+    if declared and written < SHORT_OUTPUT_SHARE * declared:
+        return f"cut short: {written} of the {declared} frames its header declares decode"
+    return None
+
+
+def resize_checked(paths: tuple[str, str], **options) -> tuple[str, str | None]:
+    """``try_resize_video`` that also refuses an output shorter than its source declares (the output and
+    its mask sidecar are removed, so the source is listed as unreadable and a rerun tries it again)."""
+    src, reason = try_resize_video(paths, **options)
+    if reason is None:
+        reason = short_output(*paths)
+        if reason is not None:
+            for path in (paths[1], mask_sidecar_path(paths[1])):
+                if os.path.exists(path):
+                    os.remove(path)
+    return src, reason
+
+
 def resize_shard(shard: int, num_shards: int, *, src_root: str, dst_root: str, short_side: int = 320,
                  gop: int | None = None, crf: int = 23, workers: int | None = None) -> ResizeSummary:
     """Resize the videos of one shard of ``src_root``'s sorted file list that ``dst_root`` lacks, in
@@ -49,7 +96,7 @@ def resize_shard(shard: int, num_shards: int, *, src_root: str, dst_root: str, s
     summary = ResizeSummary(skipped=len(jobs) - len(todo))
     for folder in sorted({os.path.dirname(dst) for _, dst in todo}):
         os.makedirs(folder, exist_ok=True)
-    resize = partial(try_resize_video, short_side=short_side, gop=gop, crf=crf)
+    resize = partial(resize_checked, short_side=short_side, gop=gop, crf=crf)
     for src, reason in parallel_map(resize, todo, workers=workers or available_cpus(),
                                     desc=f"resize shard {shard}/{num_shards}"):
         if reason is None:

@@ -10,6 +10,7 @@ from video_iared.cli import main
 from video_iared.config import ConfigError, load_config
 from video_iared.data.transforms import normalize_on_device
 from video_iared.engine.datasets import input_spec
+from video_iared.errors import UserError
 from video_iared.predict import (LoadedModel, infer_model_overrides, load_model, predict_clip,
                                  read_class_names, read_video)
 
@@ -94,7 +95,7 @@ def test_class_name_files(tmp_path, content, expected):
 def test_class_names_must_match_the_model(tmp_path):
     path = tmp_path / "classes.json"
     path.write_text(json.dumps(["a", "b"]))
-    with pytest.raises(ValueError, match="2 class names for a model with 3 classes"):
+    with pytest.raises(UserError, match="2 class names for a model with 3 classes"):
         read_class_names(path, load_config(), 3)
 
 
@@ -114,5 +115,5 @@ def test_clear_errors(files, tmp_path, capsys):
           "model.attention_type=joint_space_time"], "does not fit"),
     ]
     for argv, message in cases:
-        assert main(argv) == 1, argv
+        assert main(argv) == 2, argv
         assert message in capsys.readouterr().err

@@ -1,7 +1,12 @@
 """The ``video-iared`` console command: one subcommand per job, each with ``--help``.
 
 Every subcommand that builds a model takes ``--config FILE`` plus ``key=value`` overrides
-(``optim.lr=0.01 model.num_frames=16``), resolved by ``video_iared.config.load_config``.
+(``optim.lr=0.01 model.num_frames=16``), resolved by ``video_iared.config.load_config``; a command given
+a ``--checkpoint`` of this project and no ``--config`` runs the config saved in it.
+
+Errors are handled in one place, :func:`main`: a :class:`~video_iared.errors.UserError` (and a video
+that cannot be decoded, a file that is not there) is one line on stderr and exit status 2; a run stopped
+by SIGINT/SIGTERM after saving exits 128 + the signal; anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from video_iared.config import Config, ConfigError, load_config
+from video_iared.errors import EXIT_USER_ERROR, Interrupted, UserError
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +39,27 @@ def report_model_cost(cfg: Config, keep_ratio: float | None = None) -> str:
                              budget=cfg.iared.budget if use_budget else ())
 
 
+def _config(args: argparse.Namespace) -> Config:
+    """``--config`` and the overrides, checked as every command checks them (``iared.budget``)."""
+    from video_iared.models.build import check_decision
+
+    cfg = load_config(args.config, args.overrides)
+    check_decision(cfg.iared, len(cfg.model.interpreter_blocks))
+    return cfg
+
+
+def _checkpoint_config(args: argparse.Namespace) -> Config:
+    """``--config`` when given, else the config saved in ``--checkpoint`` (as ``predict`` reads it)."""
+    if args.config:
+        return _config(args)
+    from video_iared.engine.loading import inference_config
+    from video_iared.models.weights import read_checkpoint
+
+    return inference_config(read_checkpoint(args.checkpoint, mmap=True), overrides=args.overrides)
+
+
 def _cmd_flops(args: argparse.Namespace) -> int:
-    print(report_model_cost(load_config(args.config, args.overrides), keep_ratio=args.keep_ratio))
+    print(report_model_cost(_config(args), keep_ratio=args.keep_ratio))
     return 0
 
 
@@ -82,14 +107,15 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from video_iared.engine.evaluate import evaluate
 
-    evaluate(load_config(args.config, args.overrides), args.checkpoint, warmup=args.warmup)
+    evaluate(_checkpoint_config(args), args.checkpoint, warmup=args.warmup)
     return 0
 
 
 def _add_checkpoint_args(p: argparse.ArgumentParser, *, warmup: int) -> None:
     """Config, overrides, the checkpoint to evaluate and the throughput warm-up (evaluate, sweep)."""
     _add_config_args(p)
-    p.add_argument("--checkpoint", required=True, help="weights to evaluate (this project's or official)")
+    p.add_argument("--checkpoint", required=True, help="weights to evaluate (this project's or official); "
+                   "without --config, the config saved in it")
     p.add_argument("--warmup", type=int, default=warmup, help="batches left out of the throughput timing")
 
 
@@ -104,7 +130,7 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from video_iared.engine.calibrate import calibrate
 
-    entry = calibrate(load_config(args.config, args.overrides), args.checkpoint, videos=args.videos,
+    entry = calibrate(_checkpoint_config(args), args.checkpoint, videos=args.videos,
                       out=args.out, budget=args.budget, floor_share=args.floor_share)
     thresholds = ", ".join(f"{t:.4f}" for t in entry["thresholds"])
     print(f"calibrated thresholds [{thresholds}] to budget {entry['budget']} on {entry['videos']} training "
@@ -134,13 +160,9 @@ def _numbers(kind: type) -> Callable[[str], list]:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from video_iared.sweep import sweep
 
-    try:
-        sweep(load_config(args.config, args.overrides), args.checkpoint, thresholds=args.thresholds,
-              keep_ratios=args.keep_ratios or (), final_keeps=args.final_keeps, tome_r=args.tome_r,
-              oracle=args.oracle, methods=args.methods, group_starts=args.group_starts, warmup=args.warmup)
-    except FileNotFoundError as err:  # a missing checkpoint, list or mask sidecar: one line, not a trace
-        print(f"video-iared sweep: {err}", file=sys.stderr)
-        return 1
+    sweep(_checkpoint_config(args), args.checkpoint, thresholds=args.thresholds,
+          keep_ratios=args.keep_ratios or (), final_keeps=args.final_keeps, tome_r=args.tome_r,
+          oracle=args.oracle, methods=args.methods, group_starts=args.group_starts, warmup=args.warmup)
     return 0
 
 
@@ -173,42 +195,51 @@ def _register_sweep(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_sweep)
 
 
-def _input_errors() -> tuple[type[Exception], ...]:
-    """Errors a user fixes by pointing at another file or value: reported in one line, exit status 1
-    (a ``ConfigError`` is re-raised for ``main`` to report)."""
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What a user fixes by pointing at another file or value: :class:`UserError` (config, checkpoint,
+    list, class names, budget), a video the decoder refuses, a path that is not there or not readable."""
     from video_iared.data.video import VideoDecodeError
-    from video_iared.models.weights import WeightsError
 
-    return VideoDecodeError, WeightsError, FileNotFoundError, ValueError
+    return (UserError, VideoDecodeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+            PermissionError)
+
+
+def video_folders(videos: list[str], out: Path) -> list[Path]:
+    """The output folder of each rendered video: ``out`` for one, ``out/<file name>`` for several; two
+    videos with the same file name are an error (the second would overwrite the first)."""
+    if len(videos) == 1:
+        return [out]
+    seen: dict[str, str] = {}
+    for video in videos:
+        stem = Path(video).stem
+        if stem in seen:
+            raise UserError(f"{seen[stem]} and {video} would both be written to {out / stem}: render them "
+                            "with separate --out folders, or rename one")
+        seen[stem] = video
+    return [out / Path(video).stem for video in videos]
 
 
 def _cmd_interpret(args: argparse.Namespace) -> int:
     from video_iared.interpret import run
     from video_iared.predict import load_model, read_class_names
 
-    try:
-        loaded = load_model(args.checkpoint, config=args.config, overrides=args.overrides)
-        if args.video:
-            names = read_class_names(args.classes, loaded.cfg, loaded.model_num_classes)
-            out = Path(args.out or "interpret_output")
-            for video in args.video:  # one process for all: the model loads once
-                video_out = out / Path(video).stem if len(args.video) > 1 else out
-                paths = run.explain_video(loaded, video, video_out, class_names=names, fmt=args.format,
-                                          block=args.block)
-                print("\n".join(f"{kind:<9s} {path}" for kind, path in paths.items()))
-            return 0
-        batches = run.mask_batches(loaded, max_items=args.max_items, batch_size=args.batch_size,
-                                   imagenet_seg=args.imagenet_seg)
-        results = run.evaluate_masks(loaded, batches, block=args.block)
-        json_path, table_path = run.write_results(results, args.out or loaded.cfg.run.output_dir)
-        print(run.format_table(results))
-        print(f"written: {json_path}, {table_path}")
+    loaded = load_model(args.checkpoint, config=args.config, overrides=args.overrides)
+    if args.video:
+        folders = video_folders(args.video, Path(args.out or "interpret_output"))
+        names = read_class_names(args.classes, loaded.cfg, loaded.model_num_classes, trained=loaded.classes,
+                                 checkpoint=loaded.source)
+        for video, folder in zip(args.video, folders):  # one process for all: the model loads once
+            paths = run.explain_video(loaded, video, folder, class_names=names, fmt=args.format,
+                                      block=args.block)
+            print("\n".join(f"{kind:<9s} {path}" for kind, path in paths.items()))
         return 0
-    except ConfigError:
-        raise
-    except _input_errors() as err:
-        print(f"video-iared interpret: {err}", file=sys.stderr)
-        return 1
+    batches = run.mask_batches(loaded, max_items=args.max_items, batch_size=args.batch_size,
+                               imagenet_seg=args.imagenet_seg)
+    results = run.evaluate_masks(loaded, batches, block=args.block)
+    json_path, table_path = run.write_results(results, args.out or loaded.cfg.run.output_dir)
+    print(run.format_table(results))
+    print(f"written: {json_path}, {table_path}")
+    return 0
 
 
 def _register_interpret(sub: argparse._SubParsersAction) -> None:
@@ -237,15 +268,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from video_iared.predict import (format_prediction, load_model, predict_clip, read_class_names,
                                      read_video, save_features)
 
-    try:
-        loaded = load_model(args.checkpoint, config=args.config, overrides=args.overrides)
-        names = read_class_names(args.classes, loaded.cfg, loaded.model_num_classes)
-        prediction = predict_clip(loaded, read_video(args.video, loaded.spec))
-    except ConfigError:
-        raise
-    except _input_errors() as err:
-        print(f"video-iared predict: {err}", file=sys.stderr)
-        return 1
+    loaded = load_model(args.checkpoint, config=args.config, overrides=args.overrides)
+    names = read_class_names(args.classes, loaded.cfg, loaded.model_num_classes, trained=loaded.classes,
+                             checkpoint=loaded.source)
+    prediction = predict_clip(loaded, read_video(args.video, loaded.spec))
     print(f"{args.video}: {loaded.cfg.model.name}, {loaded.spec.num_frames} frames at "
           f"{loaded.spec.crop_size}px (centre view)")
     print(format_prediction(prediction, names))
@@ -308,9 +334,13 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         return args.func(args)
-    except ConfigError as err:
-        print(f"video-iared {args.command}: config error: {err}", file=sys.stderr)
-        return 2
+    except Interrupted as err:
+        print(f"video-iared {args.command}: {err}", file=sys.stderr)
+        return err.exit_status
+    except _user_errors() as err:
+        kind = "config error: " if isinstance(err, ConfigError) else ""
+        print(f"video-iared {args.command}: {kind}{' '.join(str(err).split())}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

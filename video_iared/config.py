@@ -22,12 +22,14 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from video_iared.errors import UserError
+
 
 # the packaged configs: video_iared/configs links to the checkout's configs/ and the wheel ships a copy
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override that does not fit the schema."""
 
 
@@ -47,6 +49,9 @@ class ModelConfig:
     # truncated-normal std of a from-scratch TimeSformer; None: 0.02 (official)
     init_std: Optional[float] = None
     weights: str = ""  # a file load_weights understands: official .pyth, timm/DeiT ImageNet, ours
+    # start a new classifier head instead of loading the one in ``weights`` (fine-tuning to new classes);
+    # without it a head of another class count is an error
+    reset_head: bool = False
     grad_checkpointing: bool = False
     # IA-RED2: an interpreter before each listed block; empty = dense model.
     interpreter_blocks: list[int] = field(default_factory=list)
@@ -210,7 +215,10 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}")
     if path.resolve() in seen:
         raise ConfigError(f"config file {path} includes itself through _base_")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(err)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at top level")
     layer_on = data.pop("_layer_on_", None)
@@ -222,6 +230,13 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         _deep_update(merged, _read_yaml(path.parent / base, seen + (path.resolve(),)))
     _deep_update(merged, data)
     return merged
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: what is wrong and where (line and column, 1-based)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(err, 'problem', None) or type(err).__name__}{where}"
 
 
 def _partial(path: Path, layer_on: Any) -> ConfigError:
@@ -246,7 +261,11 @@ def parse_override(text: str) -> dict[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override '{text}' is not of the form section.key=value")
     dotted, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw != "" else ""
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override '{text}': the value is not valid YAML ({_yaml_problem(err)}); "
+                          "quote it") from None
     nested: dict[str, Any] = {}
     node = nested
     parts = dotted.strip().split(".")

@@ -8,27 +8,28 @@ carries its config; an official or foreign one does not, so the model is read of
 from __future__ import annotations
 
 import json
-import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from video_iared.config import Config, config_from_dict, load_config
+from video_iared.config import Config
 from video_iared.data.kinetics import load_dataset_info
+from video_iared.data.prep import probe_video
 from video_iared.data.sampling import clip_indices
 from video_iared.data.transforms import crop_clip, multi_view_crop_boxes, normalize_on_device
 from video_iared.data.video import read_clip
 from video_iared.engine.datasets import InputSpec, input_spec
-from video_iared.engine.loading import load_for_inference
+from video_iared.engine.loading import (check_classes, checkpoint_classes, infer_model_overrides,
+                                        inference_config, load_for_inference)
+from video_iared.errors import UserError
 from video_iared.flops import group_kept_shares
 from video_iared.models.cost import forward_macs
 from video_iared.models.iared import backbone_of
-from video_iared.models.registry import list_variants, model_defaults
-from video_iared.models.weights import WeightsError, extract_state_dict, read_checkpoint
+from video_iared.models.weights import WeightsError, read_checkpoint
 
 __all__ = ["LoadedModel", "ClipPrediction", "infer_model_overrides", "load_model", "read_class_names",
            "read_video", "predict_clip", "run_iared", "format_prediction", "save_features"]
@@ -41,6 +42,8 @@ class LoadedModel:
     model: nn.Module
     cfg: Config
     spec: InputSpec
+    classes: list[str] = field(default_factory=list)  # the class names it was trained on, when saved
+    source: str = "the checkpoint"
 
     @property
     def has_interpreters(self) -> bool:
@@ -49,39 +52,6 @@ class LoadedModel:
     @property
     def model_num_classes(self) -> int:
         return backbone_of(self.model).num_classes
-
-
-def infer_model_overrides(state: dict[str, Tensor]) -> list[str]:
-    """``model.*`` overrides that fit a state dict with no config (official ``.pyth``, timm ViT).
-
-    Class count, frames, image size and attention type are read off the weight shapes; the name is
-    the registered variant with the same patch size, width and depth (the closest image size first).
-    """
-    try:
-        proj = state["patch_embed.proj.weight"]
-        classes = state["head.weight"].shape[0]
-        grid = round((state["pos_embed"].shape[1] - 1) ** 0.5)
-    except KeyError as err:
-        raise WeightsError(f"not a TimeSformer/ViT checkpoint: no {err.args[0]} weight") from None
-    dim, patch = proj.shape[0], proj.shape[-1]
-    depth = len({key.split(".")[1] for key in state if key.startswith("blocks.")})
-    img_size = grid * patch
-    shapes = {name: model_defaults(name) for name in list_variants()}
-    candidates = [name for name, kw in shapes.items()
-                  if (kw.get("patch_size"), kw.get("embed_dim"), kw.get("depth")) == (patch, dim, depth)]
-    if not candidates:
-        raise WeightsError(f"no registered model has patch {patch}, width {dim} and depth {depth}; "
-                           "pass --config naming one")
-    name = min(candidates, key=lambda n: abs(shapes[n].get("img_size", img_size) - img_size))
-    if any(".temporal_attn." in key for key in state):
-        attention = "divided_space_time"
-    else:
-        attention = "joint_space_time" if "time_embed" in state else "space_only"
-    overrides = [f"model.name={name}", f"model.num_classes={classes}", f"model.img_size={img_size}",
-                 f"model.attention_type={attention}"]
-    if "time_embed" in state:
-        overrides.append(f"model.num_frames={state['time_embed'].shape[1]}")
-    return overrides
 
 
 def load_model(checkpoint: str | Path, *, config: str | None = None,
@@ -93,31 +63,25 @@ def load_model(checkpoint: str | Path, *, config: str | None = None,
     The config is, in order of preference: ``config`` (a YAML file), the one saved in the checkpoint,
     or one inferred from the weights (:func:`infer_model_overrides`); ``overrides`` apply on top.
     """
-    try:
-        raw = read_checkpoint(checkpoint)
-    except (KeyError, EOFError, RuntimeError, pickle.UnpicklingError) as err:
-        # torch.load's own messages for a file that is not a checkpoint are cryptic (KeyError: 101)
-        raise WeightsError(f"{checkpoint} is not a checkpoint torch can read "
-                           f"({type(err).__name__}: {err})") from err
+    raw = read_checkpoint(checkpoint)
     if not isinstance(raw, dict):
         raise WeightsError(f"{checkpoint} holds a {type(raw).__name__}, not a checkpoint dictionary")
-    if config:
-        cfg = load_config(config, overrides)
-    elif isinstance(raw.get("config"), dict):
-        cfg = config_from_dict(raw["config"], overrides)
-    else:
-        state, _ = extract_state_dict(raw)
-        cfg = load_config(None, [*infer_model_overrides(state), *overrides])
+    cfg = inference_config(raw, config=config, overrides=overrides)
     model = load_for_inference(cfg, raw, device, source=str(checkpoint))
-    return LoadedModel(model, cfg, input_spec(cfg))
+    return LoadedModel(model, cfg, input_spec(cfg), checkpoint_classes(raw), str(checkpoint))
 
 
-def read_class_names(path: str | Path | None, cfg: Config, num_classes: int) -> list[str]:
-    """Class names: ``path`` (a list, ``{"classes": [...]}`` or Kinetics' ``{name: id}``), else
-    ``classes.json`` in ``cfg.data.root``, else ``class <id>``."""
+def read_class_names(path: str | Path | None, cfg: Config, num_classes: int, *,
+                     trained: Sequence[str] = (), checkpoint: str = "the checkpoint") -> list[str]:
+    """Class names: ``path`` (a list, ``{"classes": [...]}`` or Kinetics' ``{name: id}``), else the ones
+    the checkpoint was trained on (``trained``), else ``classes.json`` in ``cfg.data.root``, else
+    ``class <id>``. A ``path`` whose names differ from ``trained`` is an error (ids would be misnamed)."""
     names: list[str] = []
     if path:
-        data = json.loads(Path(path).read_text())
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"--classes {path}: cannot read it as JSON ({err})") from None
         if isinstance(data, dict) and "classes" in data:
             data = data["classes"]
         if isinstance(data, dict):
@@ -125,17 +89,23 @@ def read_class_names(path: str | Path | None, cfg: Config, num_classes: int) -> 
         elif isinstance(data, list):
             names = [str(name) for name in data]
         else:
-            raise ValueError(f"{path}: expected a list of names, {{'classes': [...]}} or {{name: id}}")
+            raise UserError(f"{path}: expected a list of names, {{'classes': [...]}} or {{name: id}}")
+        check_classes(trained, names, checkpoint=checkpoint, where=f"--classes {path}")
+    elif trained:
+        names = list(trained)
     elif cfg.data.root:
         names = load_dataset_info(cfg.data.root).class_names
     if names and len(names) != num_classes:
-        raise ValueError(f"{len(names)} class names for a model with {num_classes} classes")
+        raise UserError(f"{len(names)} class names for a model with {num_classes} classes")
     return names or [f"class {i}" for i in range(num_classes)]
 
 
 def read_video(path: str | Path, spec: InputSpec, *, test_scale: int | None = None) -> Tensor:
     """The centred single view of a video, as uint8 (3, T, S, S): the clip window in the middle of the
-    video, short side ``test_scale`` (default S·256/224), centre crop. Raises ``VideoDecodeError``."""
+    video, short side ``test_scale`` (default S·256/224), centre crop. The video first passes
+    ``data_prep/check_videos.py``'s probe (first, middle and last frames decode): a cut-short file is
+    refused, not classified from the frames that survive. Raises ``VideoDecodeError``."""
+    probe_video(str(path))
     decoded = read_clip(str(path), lambda frames, fps: clip_indices(
         frames, num_frames=spec.num_frames, sampling_rate=spec.sampling_rate, position=0.5, video_fps=fps))
     height, width = decoded.frames.shape[1:3]

@@ -10,13 +10,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from video_iared.config import Config, ConfigError
+from video_iared.errors import UserError
 from video_iared.data.files import mask_sidecar_path
-from video_iared.data.kinetics import VideoDataset, collate_items
+from video_iared.data.kinetics import VideoDataset, collate_items, load_dataset_info, read_list
 from video_iared.models.registry import get_model_info
 
 from .sampler import ResumableSampler
 
-__all__ = ["InputSpec", "input_spec", "build_dataset", "build_loader", "loader_seed", "check_mask_sidecars"]
+__all__ = ["InputSpec", "input_spec", "build_dataset", "build_loader", "loader_seed", "check_mask_sidecars",
+           "check_list"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ def build_dataset(cfg: Config, split: Literal["train", "val", "test"], spec: Inp
     list_name = {"train": data.train_list, "val": data.val_list, "test": data.test_list}[split]
     list_path = os.path.join(data.root, list_name)
     views_with_masks = split == "test" and with_masks
+    check_list(list_path, f"data.{split}_list", data.path_prefix or None)
     dataset = VideoDataset(
         list_path, split=split, num_frames=spec.num_frames,
         sampling_rate=spec.sampling_rate, crop_size=spec.crop_size,
@@ -82,6 +85,25 @@ def build_dataset(cfg: Config, split: Literal["train", "val", "test"], spec: Inp
     if views_with_masks:
         check_mask_sidecars(dataset, list_path)
     return dataset
+
+
+def check_list(list_path: str, key: str, path_prefix: str | None = None, sample: int = 64) -> None:
+    """Stop with one line on a list the loaders cannot use: missing, empty, a bad line, a bad
+    ``classes.json`` beside it, or none of up to ``sample`` videos spread over it on disk (a wrong
+    ``data.root`` or ``data.path_prefix``). A few missing videos are the loaders' to count."""
+    if not os.path.isfile(list_path):
+        raise UserError(f"{key}: no list at {list_path}; write it with data_prep/build_lists.py or set {key}")
+    try:
+        items = read_list(list_path, path_prefix=path_prefix)
+        load_dataset_info(os.path.dirname(os.path.abspath(list_path)))
+    except (ValueError, UnicodeDecodeError) as err:  # an empty list, a bad line, a bad classes.json
+        raise UserError(f"{key}: {' '.join(str(err).split())}") from None
+    picks = sorted({round(i * (len(items) - 1) / max(sample - 1, 1)) for i in range(sample)})
+    paths = [items[i][0] for i in picks if i < len(items)]
+    # a video, or its folder of extracted frames (a/x.mp4 -> a/x/)
+    if not any(os.path.exists(path) or os.path.isdir(os.path.splitext(path)[0]) for path in paths):
+        raise UserError(f"{key}: none of the {len(paths)} videos checked in {list_path} exists (the first: "
+                        f"{paths[0]}); check data.root and data.path_prefix")
 
 
 def loader_seed(seed: int, epoch: int) -> int:

@@ -8,7 +8,7 @@ The parts have one module each: :mod:`.session` (distributed setup, strict loadi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from video_iared.config import Config
 from video_iared.models.iared import backbone_of, group_starts_of
@@ -39,7 +39,7 @@ def evaluate(cfg: Config, checkpoint: str, *, warmup: int = 2) -> dict[str, Any]
         metrics = dataset_metrics(views, run.dataset, num_classes=cfg.model.num_classes,
                                   depth=len(backbone_of(run.model).blocks),
                                   group_starts=group_starts_of(run.model))
-        metrics["decision"] = decision_label(cfg)
+        metrics["decision"] = decision_label(cfg, run.calibration)
         metrics["failed_videos_detail"] = sorted({(f.path, f.reason) for part in failures for f in part})
         out = Path(cfg.run.output_dir)
         write_metrics({"checkpoint": str(checkpoint), **metrics}, out / "metrics.json")
@@ -49,13 +49,15 @@ def evaluate(cfg: Config, checkpoint: str, *, warmup: int = 2) -> dict[str, Any]
         return metrics
 
 
-def decision_label(cfg: Config) -> str:
+def decision_label(cfg: Config, calibration: Mapping | None = None) -> str:
     """How an evaluated model chose its tokens, for tables: ``threshold 0.5``, ``budget 0.45/0.2``,
-    ``thresholds calibrated to 0.45/0.2``, ``dense``."""
+    ``thresholds calibrated to 0.45/0.2`` (the budget saved with the ``calibration``, which the
+    thresholds were fitted to, not ``iared.budget``), ``dense``."""
     if not cfg.model.interpreter_blocks or cfg.iared.decision == "none":
         return "dense"
     if cfg.iared.decision == "budget":
         return "budget " + "/".join(f"{ratio:g}" for ratio in cfg.iared.budget)
     if cfg.iared.decision == "calibrated":
-        return "thresholds calibrated to " + "/".join(f"{ratio:g}" for ratio in cfg.iared.budget)
+        budget = (calibration or {}).get("budget") or cfg.iared.budget
+        return "thresholds calibrated to " + "/".join(f"{ratio:g}" for ratio in budget)
     return f"threshold {cfg.iared.threshold:g}"

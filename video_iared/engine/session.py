@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -13,14 +13,16 @@ from torch import Tensor, nn
 from video_iared.config import Config
 from video_iared.data.kinetics import VideoDataset
 from video_iared.data.transforms import normalize_on_device
+from video_iared.errors import UserError
+from video_iared.models.weights import read_checkpoint
 
 from . import distributed
 from .datasets import InputSpec, build_dataset, build_loader, input_spec
 from .harness import Batch
-from .loading import load_for_inference
+from .loading import check_classes, check_labels, checkpoint_classes, load_for_inference
 from .sampler import ResumableSampler
 
-__all__ = ["EvalSession", "evaluation_session", "test_loader"]
+__all__ = ["EvalSession", "evaluation_session", "test_loader", "check_test_set"]
 
 
 def test_loader(cfg: Config, env: distributed.DistEnv, device: torch.device, *,
@@ -49,6 +51,7 @@ class EvalSession:
     dataset: VideoDataset
     batches: Iterable[Batch]
     with_masks: bool = False
+    calibration: dict | None = None  # the thresholds ``video-iared calibrate`` saved, and their budget
 
     def reload(self) -> None:
         self.dataset, self.batches = test_loader(self.cfg, self.env, self.device, with_masks=self.with_masks)
@@ -62,6 +65,17 @@ class EvalSession:
             torch.cuda.synchronize()
 
 
+def check_test_set(dataset: VideoDataset, cfg: Config, checkpoint: Mapping, source: str) -> None:
+    """Stop when the test set's classes are not the checkpoint's: other names in ``classes.json``, another
+    class count, labels the model cannot predict. Its accuracy would be a wrong number, not a low one."""
+    names, where = dataset.info.class_names, f"classes.json of data.root={cfg.data.root}"
+    check_classes(checkpoint_classes(checkpoint), names, checkpoint=source, where=where)
+    if len(names) > cfg.model.num_classes:
+        raise UserError(f"{where} names {len(names)} classes but {source} predicts {cfg.model.num_classes}: "
+                        "evaluate it on the dataset it was trained for")
+    check_labels(dataset.labels, cfg.model.num_classes, where="data.test_list", model=source)
+
+
 @contextlib.contextmanager
 def evaluation_session(cfg: Config, checkpoint: str, *, with_masks: bool = False) -> Iterator[EvalSession]:
     """Distributed setup from the environment, ``checkpoint`` loaded strictly, the multi-view test
@@ -72,7 +86,10 @@ def evaluation_session(cfg: Config, checkpoint: str, *, with_masks: bool = False
     distributed.setup(env, device)
     try:
         views = test_loader(cfg, env, device, with_masks=with_masks)  # first: a missing sidecar fails fast
-        model = load_for_inference(cfg, checkpoint, device)
-        yield EvalSession(cfg, env, device, model, input_spec(cfg), *views, with_masks=with_masks)
+        raw = read_checkpoint(checkpoint)
+        check_test_set(views[0], cfg, raw, str(checkpoint))
+        model = load_for_inference(cfg, raw, device, source=str(checkpoint))
+        yield EvalSession(cfg, env, device, model, input_spec(cfg), *views, with_masks=with_masks,
+                          calibration=raw.get("calibration"))
     finally:
         distributed.teardown()

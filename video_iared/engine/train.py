@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from video_iared.config import Config, ConfigError
+from video_iared.errors import Interrupted
 from video_iared.data.files import atomic_write_text
 from video_iared.data.transforms import normalize_on_device
 from video_iared.flops import shape_of
@@ -36,6 +38,8 @@ from video_iared.models.registry import model_defaults
 
 from . import checkpoint as ckpt
 from . import distributed, policy
+from .interrupt import StopSignals
+from .loading import CLASSES_KEY, check_classes, check_labels, checkpoint_classes, load_start_weights
 from .datasets import build_dataset, build_loader, input_spec, loader_seed
 from .run_log import RunLogger
 from .optim import build_optimizer, build_scheduler
@@ -60,6 +64,7 @@ def check_config(cfg: Config, device: torch.device) -> None:
                           "fine-tuned checkpoint); train and validate with iared.decision=budget")
     if cfg.iared.stage != "interpreters" and cfg.iared.curriculum_epochs:
         raise ConfigError("iared.curriculum_epochs applies to the interpreters stage only")
+    check_curriculum_length(cfg.iared.curriculum_epochs, cfg.optim.epochs)
     if cfg.iared.rollouts < 1 or (cfg.iared.baseline == "leave_one_out" and cfg.iared.rollouts < 2):
         raise ConfigError(f"iared.rollouts={cfg.iared.rollouts}: need >= 1, and >= 2 for "
                           "iared.baseline=leave_one_out (it compares a clip's rollouts)")
@@ -72,6 +77,17 @@ def check_config(cfg: Config, device: torch.device) -> None:
     check_stage(cfg, depth)
 
 
+def check_curriculum_length(curriculum_epochs: list[int], epochs: int) -> None:
+    """Stop when the curriculum switches a group on at an epoch the run never reaches: that group's
+    interpreter would stay at its initialisation while the run reports success."""
+    late = [start for start in curriculum_epochs if start >= epochs]
+    if late:
+        raise ConfigError(f"iared.curriculum_epochs {list(curriculum_epochs)} starts {len(late)} of "
+                          f"{len(curriculum_epochs)} interpreter groups at epoch {min(late)} or later "
+                          f"(0-based), but optim.epochs={epochs}: they would never train; set "
+                          f"optim.epochs >= {max(late) + 1} or start them earlier")
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -81,12 +97,20 @@ def _seed_all(seed: int) -> None:
 class _Trainer:
     """The state of one run; :meth:`fit` is the loop."""
 
-    def __init__(self, cfg: Config, env: distributed.DistEnv, device: torch.device) -> None:
+    def __init__(self, cfg: Config, env: distributed.DistEnv, device: torch.device,
+                 stop: StopSignals | None = None) -> None:
         self.cfg, self.env, self.device = cfg, env, device
+        self.stop, self.stopping = stop or StopSignals(), False
         self.stage = cfg.iared.stage
         self.out = Path(cfg.run.output_dir)
         _seed_all(cfg.run.seed)  # the same initial weights on every rank
-        self.model = build_model(cfg.model).to(device)
+        self.model = build_model(cfg.model, load=False)
+        start_classes: list[str] = []
+        if cfg.model.weights:
+            report, start_classes = load_start_weights(self.model, cfg)
+            if env.is_main:
+                tqdm.write(f"model.weights: {report}")
+        self.model.to(device)
         set_decision(self.model, cfg.iared)  # the deployed decision, for fine-tuning and validation
         self.spec = input_spec(cfg)
         shape = shape_of(backbone_of(self.model))
@@ -106,6 +130,7 @@ class _Trainer:
         batch = cfg.data.batch_size
         self.train_set = build_dataset(cfg, "train", self.spec)
         self.val_set = build_dataset(cfg, "val", self.spec)
+        self.classes = self._check_data(start_classes)
         self.sampler = ResumableSampler(len(self.train_set), num_replicas=env.world_size, rank=env.rank,
                                         seed=cfg.run.seed, shuffle=True)
         val_sampler = ResumableSampler(len(self.val_set), num_replicas=env.world_size, rank=env.rank,
@@ -117,6 +142,12 @@ class _Trainer:
                                        num_workers=cfg.data.num_workers, drop_last=False, pin_memory=pin)
         self.accum = cfg.optim.accum_steps
         self.steps_per_epoch = len(self.sampler) // batch // self.accum
+        if self.steps_per_epoch < 1:
+            raise ConfigError(
+                f"an epoch must hold at least one optimiser step: {len(self.train_set)} training videos give "
+                f"{len(self.sampler)} per process ({env.world_size} processes), fewer than a step's "
+                f"{batch * self.accum} (data.batch_size={batch}, optim.accum_steps="
+                f"{self.accum}); lower data.batch_size or optim.accum_steps")
         self.global_batch = batch * env.world_size * self.accum
         self.optimizer = build_optimizer(self.model, cfg.optim, self.global_batch)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.steps_per_epoch)
@@ -128,10 +159,22 @@ class _Trainer:
         resumed = self._resume()
         if not resumed:
             _seed_all(cfg.run.seed + 1 + env.rank)  # per-rank streams for drop path and sampling
-        self.logger = RunLogger(self.out, enabled=env.is_main,
-                                resume_step=self.global_step if resumed else None)
+        # a fresh run also drops the rows of an earlier attempt that stopped before its first checkpoint
+        self.logger = RunLogger(self.out, enabled=env.is_main, resume_step=self.global_step)
         if env.is_main:
             cfg.save(self.out / "config.yaml")
+
+    def _check_data(self, start_classes: list[str]) -> list[str]:
+        """The training set's class names, checked against the model and ``model.weights``' classes."""
+        cfg, names = self.cfg, self.train_set.info.class_names
+        where = f"classes.json of data.root={cfg.data.root}"
+        if len(names) > cfg.model.num_classes:
+            raise ConfigError(f"{where} names {len(names)} classes but model.num_classes="
+                              f"{cfg.model.num_classes}: set model.num_classes={len(names)}")
+        check_labels(self.train_set.labels, cfg.model.num_classes, where="data.train_list")
+        if not cfg.model.reset_head:
+            check_classes(start_classes, names, checkpoint=f"model.weights={cfg.model.weights}", where=where)
+        return list(names)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _resume(self) -> bool:
@@ -143,6 +186,8 @@ class _Trainer:
         if not path.is_file():
             raise ConfigError(f"run.resume={source}: no such checkpoint")
         state = ckpt.load_checkpoint(path)
+        check_classes(checkpoint_classes(state), self.classes, checkpoint=str(path),
+                      where=f"classes.json of data.root={self.cfg.data.root}")
         if state["stage"] != self.stage:
             raise ConfigError(f"{path} is a {state['stage']} checkpoint but iared.stage={self.stage}; "
                               "start a new stage in a new output_dir with model.weights pointing at it")
@@ -171,6 +216,8 @@ class _Trainer:
         else:
             _seed_all(self.cfg.run.seed + 1 + self.env.rank + 7919 * self.global_step)
         self.last_checkpoint = path
+        if self.env.is_main:
+            tqdm.write(f"resumed from step {self.global_step} (epoch {self.epoch + 1}): {path}")
         return True
 
     def save(self) -> None:
@@ -185,9 +232,45 @@ class _Trainer:
                 "baseline": self.baseline.state_dict(), "epoch": self.epoch,
                 "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
                 "world_size": self.env.world_size, "rng": rng, "stage": self.stage,
-                "config": self.cfg.to_dict()}, path)
+                "config": self.cfg.to_dict(), CLASSES_KEY: self.classes}, path)
             self.last_checkpoint = path
         distributed.barrier()
+
+    # -- stopping on SIGINT / SIGTERM --------------------------------------------------------------
+    def _should_stop(self) -> bool:
+        """Whether any process received a stop signal (every process takes part, so all stop together)."""
+        flag = self.stop.requested
+        if self.env.distributed:
+            flag = distributed.all_reduce_mean(torch.tensor([float(flag)], device=self.device)).item() > 0
+        self.stopping = self.stopping or flag
+        return self.stopping
+
+    def _until_stopped(self, batches: Any) -> Any:
+        """``batches`` until they end, or until the loader fails because a stop signal also reached its
+        workers (SIGTERM to the process group): the step boundary before it is saved."""
+        iterator = iter(batches)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except RuntimeError:
+                if not self.stop.requested:
+                    raise
+                self.stopping = True
+                return
+            yield batch
+
+    def _save_and_stop(self, saved: bool = False) -> None:
+        """Checkpoint the last completed optimiser step (unless just ``saved``); raise ``Interrupted``."""
+        if not saved:
+            self.step_in_epoch -= self.step_in_epoch % self.accum  # micro-batches since the step: redone
+            self.save()
+        self.logger.close()
+        signum = self.stop.signum or signal.SIGTERM
+        raise Interrupted(f"{signal.Signals(signum).name}: stopped at step {self.global_step} (epoch "
+                          f"{self.epoch + 1}); checkpoint saved to {ckpt.checkpoint_path(self.out)}; run the "
+                          "same command to resume", signum)
 
     # -- steps --------------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -242,7 +325,7 @@ class _Trainer:
                    dynamic_ncols=True)
         window: list[torch.Tensor] = []
         tick = time.perf_counter()
-        for index, batch in enumerate(self.loader, start=self.step_in_epoch):
+        for index, batch in enumerate(self._until_stopped(self.loader), start=self.step_in_epoch):
             if index >= micro_batches:
                 break
             clips = normalize_on_device(batch["clip"].to(self.device, non_blocking=True),
@@ -274,7 +357,11 @@ class _Trainer:
             if cfg.run.ckpt_every_steps and self.global_step % cfg.run.ckpt_every_steps == 0 \
                     and self.step_in_epoch < micro_batches:
                 self.save()
+            if self._should_stop():
+                break
         bar.close()
+        if self.stopping:
+            self._save_and_stop()
 
     def validate(self) -> dict[str, float]:
         active = (policy.active_groups(self.epoch, self.cfg.iared.curriculum_epochs, self.info.num_groups)
@@ -303,6 +390,8 @@ class _Trainer:
                                + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
             self.save()
+            if self._should_stop() and self.epoch < cfg.optim.epochs:
+                self._save_and_stop(saved=True)
         if not metrics:  # resumed after the last epoch's checkpoint: report the final model
             metrics = self.validate()
         self.logger.close()
@@ -328,7 +417,8 @@ def train(cfg: Config) -> dict[str, Any]:
     if device.type == "cuda":
         device = torch.device("cuda", env.local_rank)
     try:
-        return _Trainer(cfg, env, device).fit()
+        with StopSignals() as stop:
+            return _Trainer(cfg, env, device, stop).fit()
     finally:
         if owns_group:
             distributed.teardown()

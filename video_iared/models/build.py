@@ -1,6 +1,7 @@
 """Config -> model: the only place that maps ``ModelConfig`` to constructor keyword arguments."""
 from __future__ import annotations
 
+import difflib
 import logging
 
 import timm
@@ -32,6 +33,13 @@ def build_model(cfg: ModelConfig, load: bool = True) -> nn.Module:
     is set, with ``cfg.weights`` loaded (any file ``load_weights`` understands: official ``.pyth``,
     ImageNet ViT/DeiT, this project's checkpoints; backbone-only files go into the backbone).
     ``load=False`` skips ``cfg.weights`` (evaluation loads its ``--checkpoint`` instead)."""
+    if not timm.is_model(cfg.name):
+        from .registry import list_variants
+
+        names = list_variants()
+        near = difflib.get_close_matches(cfg.name, names, n=1)
+        hint = f"did you mean {near[0]}?" if near else f"choose one of {', '.join(names)}"
+        raise ConfigError(f"model.name={cfg.name} is not a registered model; {hint}")
     try:
         model = timm.create_model(cfg.name, **backbone_kwargs(cfg))
     except TypeError as err:  # a video-only key (attention_type, num_frames, init_std) on an image model
@@ -46,22 +54,25 @@ def build_model(cfg: ModelConfig, load: bool = True) -> nn.Module:
             raise ConfigError(f"model.interpreter_blocks / interpreter_heads do not fit "
                               f"model.name={cfg.name}: {err}") from err
     if load and cfg.weights:
-        log.info("%s", load_weights(model, cfg.weights))
+        log.info("%s", load_weights(model, cfg.weights, new_head=cfg.reset_head))
     return model
 
 
 def check_decision(cfg: IARedConfig, num_groups: int) -> None:
-    """A ``budget`` decision needs one cumulative keep ratio per interpreter group, non-increasing,
-    in (0, 1]; raises :class:`ConfigError` naming ``iared.budget`` otherwise."""
-    if not num_groups or cfg.decision != "budget":
-        return
-    if len(cfg.budget) != num_groups:
+    """``iared.budget``, whenever set, is one cumulative keep ratio per interpreter group, non-increasing,
+    in (0, 1], and a ``budget`` decision needs it; raises :class:`ConfigError` naming ``iared.budget``
+    otherwise. Every command checks its config with this one function."""
+    if cfg.budget and num_groups and len(cfg.budget) != num_groups:
+        raise ConfigError(f"iared.budget {cfg.budget} has {len(cfg.budget)} keep ratios for {num_groups} "
+                          "interpreter groups; give one cumulative keep ratio per interpreter group")
+    if cfg.budget:
+        try:
+            check_budgets(cfg.budget)
+        except ValueError as err:
+            raise ConfigError(f"iared.budget: {err}") from err
+    if num_groups and cfg.decision == "budget" and not cfg.budget:
         raise ConfigError(f"iared.decision=budget needs iared.budget: one cumulative keep ratio per "
-                          f"interpreter group ({num_groups}); got {cfg.budget}")
-    try:
-        check_budgets(cfg.budget)
-    except ValueError as err:
-        raise ConfigError(f"iared.budget: {err}") from err
+                          f"interpreter group ({num_groups})")
 
 
 def set_decision(model: nn.Module, cfg: IARedConfig) -> None:

@@ -16,6 +16,8 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from torch import Tensor, nn
 
+from video_iared.errors import UserError
+
 from .iared import backbone_of
 from .timesformer import resize_time_embed
 
@@ -24,8 +26,28 @@ StateDict = dict[str, Tensor]
 _PREFIXES = ("module.", "model.")   # DDP wrapper; official .pyth ``model_state`` keys
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
     """A checkpoint that cannot be read, or does not fit the model."""
+
+
+_ZIP_MAGIC, _PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's zip format; its legacy pickle format
+
+
+def _check_format(path: Path) -> bool:
+    """Refuse a file that is neither of torch.save's formats before torch.load's cryptic messages: a
+    web page saved instead of the file it links to, a text file, an empty download."""
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
+        return
+    if not head:
+        raise WeightsError(f"{path} is empty; download or copy the checkpoint again")
+    text = head.lstrip().lower()
+    if text.startswith(b"<"):  # <!DOCTYPE html>, <html>, <?xml ...>
+        raise WeightsError(f"{path} is a web page, not a checkpoint: download the file itself (the link's "
+                           "raw or download address), not the page that shows it")
+    raise WeightsError(f"{path} is not a checkpoint (neither torch.save's zip nor its pickle format; it "
+                       f"starts with {head[:16]!r})")
 
 
 @dataclass
@@ -48,21 +70,34 @@ class LoadReport:
         return "; ".join(parts)
 
 
-def read_checkpoint(path: str | Path) -> Mapping:
-    """Load a ``.safetensors`` file or a torch pickle restricted to tensors and plain containers."""
+def read_checkpoint(path: str | Path, *, mmap: bool = False) -> Mapping:
+    """Load a ``.safetensors`` file or a torch pickle restricted to tensors and plain containers
+    (``mmap``: tensors stay on disk until used, for reading only a checkpoint's config)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise WeightsError(f"no checkpoint at {path}" + (" (a folder)" if path.is_dir() else ""))
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         return load_file(str(path))
+    is_zip = _check_format(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and is_zip)
     except pickle.UnpicklingError as err:
+        if "weights_only" not in str(err) and "Weights only" not in str(err):
+            raise WeightsError(f"{path} is not a checkpoint torch can read ({_first_line(err)})") from err
         raise WeightsError(
             f"{path} holds Python objects beyond tensors and containers, which torch.load(weights_only=True) "
             f"refuses to unpickle because unpickling can run arbitrary code. If you trust the file, re-save "
-            f"only its state dict (torch.save(obj['model_state'], ...)) and load that.\n{err}") from err
+            f"only its state dict (torch.save(obj['model_state'], ...)) and load that. "
+            f"({_first_line(err)})") from err
+    except (RuntimeError, EOFError, KeyError, OSError) as err:  # a truncated or damaged file
+        raise WeightsError(f"{path} is damaged or cut short; copy it again "
+                           f"({type(err).__name__}: {_first_line(err)})") from err
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(err).__name__
 
 
 def extract_state_dict(checkpoint: Mapping) -> tuple[StateDict, str]:
@@ -107,8 +142,9 @@ def inflate_image_weights(state: StateDict, model_state: StateDict) -> tuple[Sta
     return state, inflated
 
 
-def _fit_to_model(state: StateDict, model_state: StateDict, report: LoadReport) -> StateDict:
-    """Resize embeddings and drop a head of another class count (it stays at its initialisation)."""
+def _fit_to_model(state: StateDict, model_state: StateDict, report: LoadReport, new_head: bool) -> StateDict:
+    """Resize embeddings; drop the head (it stays at its initialisation) when ``new_head``, or when it comes
+    from image weights (ImageNet classes are never a video task's); another class count is an error else."""
     state = dict(state)
     if "patch_embed.proj.weight" in state and state["patch_embed.proj.weight"].ndim == 2:
         # jax-style linear patch embedding -> conv (D, C*p*p) -> (D, C, p, p)
@@ -125,21 +161,31 @@ def _fit_to_model(state: StateDict, model_state: StateDict, report: LoadReport) 
             else:
                 state[key] = resize_time_embed(state[key], target)
             report.resized.append(key)
-    head = [k for k in ("head.weight", "head.bias") if k in state and k in model_state]
-    if head and state["head.weight"].shape != model_state["head.weight"].shape:
+    prefix = "backbone." if "backbone.head.weight" in model_state else ""  # a whole IA-RED² checkpoint
+    head = [k for k in (prefix + "head.weight", prefix + "head.bias") if k in state and k in model_state]
+    other_count = bool(head) and state[head[0]].shape != model_state[head[0]].shape
+    if other_count and not (new_head or report.inflated):
+        theirs, ours = state[head[0]].shape[0], model_state[head[0]].shape[0]
+        raise WeightsError(f"{report.source} has a {theirs}-class head but the model has {ours} classes: set "
+                           f"model.num_classes={theirs} to use it, or model.reset_head=true to train a new "
+                           f"{ours}-class head")
+    if head and (new_head or other_count):
         for key in head:
             del state[key]
-        report.missing.extend(head)  # class count differs: a new head for the new task
+        report.missing.extend(head)  # a new head for the new task
     return state
 
 
-def load_weights(model: nn.Module, checkpoint: str | Path | Mapping, strict: bool = True) -> LoadReport:
+def load_weights(model: nn.Module, checkpoint: str | Path | Mapping, strict: bool = True, *,
+                 new_head: bool = False) -> LoadReport:
     """Load official, ImageNet (inflated) or project weights into ``model``; returns a :class:`LoadReport`.
 
     ``checkpoint`` is a path (``.pyth``/``.pth``/``.pt``/``.safetensors``) or an already loaded mapping.
     An IA-RED² model (one with a ``backbone``) receives backbone-only checkpoints in its backbone.
-    With ``strict`` a checkpoint that does not fit (shapes, keys missing or left over, beyond the head
-    of another class count and the embeddings that are resized) raises :class:`WeightsError`.
+    With ``strict`` a checkpoint that does not fit (shapes, keys missing or left over, beyond the
+    embeddings that are resized and a new head) raises :class:`WeightsError`. The head is new (left at
+    its initialisation) with ``new_head``, or when image weights of another class count are inflated; a
+    head of another class count is an error otherwise, strict or not.
     """
     raw = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
     state, source = extract_state_dict(raw)
@@ -153,7 +199,7 @@ def load_weights(model: nn.Module, checkpoint: str | Path | Mapping, strict: boo
     if is_image_model(state) and not is_image_model(model_state):
         state, report.inflated = inflate_image_weights(state, model_state)
         report.source = f"{source} (image weights, inflated)"
-    state = _fit_to_model(state, model_state, report)
+    state = _fit_to_model(state, model_state, report, new_head)
     new_head = list(report.missing)
     report.unexpected = [k for k in state if k not in model_state]
     report.missing += [k for k in model_state if k not in state and k not in new_head]
@@ -163,10 +209,9 @@ def load_weights(model: nn.Module, checkpoint: str | Path | Mapping, strict: boo
     problems += [f"unexpected {k}" for k in report.unexpected]
     if problems and strict:
         raise WeightsError(
-            f"{report.source} does not fit {type(target).__name__}:\n  " + "\n  ".join(problems[:20])
-            + ("\n  ..." if len(problems) > 20 else "")
-            + "\nCheck that the model's embed_dim/depth/attention_type match the checkpoint, or pass "
-              "strict=False to load what fits and keep the rest at its initialisation.")
+            f"{report.source} does not fit {type(target).__name__} ({len(problems)} problems: "
+            + "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
+            + "): check that the model's name, embed_dim, depth and attention_type match the checkpoint")
     usable = {k: v for k, v in state.items() if k in model_state and v.shape == model_state[k].shape}
     target.load_state_dict(usable, strict=False)
     report.loaded = [k for k in usable if k not in report.resized and k not in report.inflated]
