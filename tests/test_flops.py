@@ -99,8 +99,12 @@ def padded_slots(plan: SequencePlan) -> tuple[int, int, int, int]:
         lengths = torch.full((plan.count,), plan.length)
     else:
         lengths = torch.bincount(plan.slot // plan.length, minlength=plan.count)
-    return (plan.count * plan.length, int(lengths.sum()), plan.count * plan.length ** 2,
-            int((lengths ** 2).sum()))
+    real_sq = int((lengths ** 2).sum())
+    if plan.mask is not None and plan.mask.shape[-2] > 1:   # run windows: the pairs within a run
+        owned = torch.zeros(plan.count * plan.length, dtype=torch.bool).index_fill_(0, plan.slot, True)
+        owned = owned.view(plan.count, plan.length)
+        real_sq = int((plan.mask[:, 0] & owned[:, :, None] & owned[:, None, :]).sum())
+    return plan.count * plan.length, int(lengths.sum()), plan.count * plan.length ** 2, real_sq
 
 
 def padding_macs(model: IARed, x: torch.Tensor, keep: list[torch.Tensor]) -> int:
@@ -150,7 +154,8 @@ def tiny_backbone(attention_type: str) -> torch.nn.Module:
 @pytest.mark.parametrize("attention_type", list(PLANS))
 def test_analytic_equals_fvcore_on_dropped_forward(attention_type):
     """Exactly, once the padding slots of the fixed-shape attention grids and the interpreter's token
-    grid are added; with every token kept there is no padding and the two are equal as they are."""
+    grid are added; with every token kept there is no padding, except the temporal windows' (divided
+    attention's packed rows run in 64-row windows)."""
     model = IARed(tiny_backbone(attention_type), group_starts=(0, 2), interpreter_heads=2).eval()
     shape = shape_of(model.backbone)
     for name, keep in keep_patterns(shape.num_frames).items():
@@ -162,7 +167,8 @@ def test_analytic_equals_fvcore_on_dropped_forward(attention_type):
         analytic = model_macs(shape, group_starts=(0, 2), group_keep=keep, interpreter_heads=2).sum().item()
         padding = padding_macs(model, x, keep)
         assert traced == analytic + padding, name
-        assert (padding == 0) == (name == "all"), name
+        windows = attention_type == "divided_space_time"
+        assert (padding == 0) == (name == "all" and not windows), name
 
 
 def test_cost_report_of_iared_model():

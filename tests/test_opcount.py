@@ -67,13 +67,15 @@ def test_threshold_forward_reads_once_per_interpreter(clips):
     dense = count(backbone, clips[0])
     with torch.no_grad():
         scores = iared(clips[0], decision="none").groups[0].scores
-    iared.threshold = scores.quantile(0.3).item()            # drops ~30 % of the tokens at each interpreter
-    out = count(lambda clip: iared(clip, decision="threshold"), clips[1])
+    threshold = scores.quantile(0.3).item()                  # drops ~30 % of the tokens at each interpreter
+    out = count(lambda clip: iared(clip, decision="threshold", threshold=threshold), clips[1])
     assert out.host_reads == 3, out.host_reads_by_name        # the kept count, once per interpreter
     assert out.attention_calls == 24
-    frames = [shape[2] for shape, _ in out.attention_shapes if shape[2] != 8]   # spatial: 1 + multiples of 16
+    temporal = [shape for shape, masked in out.attention_shapes if shape[2] == 64]   # 64-row windows
+    assert len(temporal) == 3 and all(masked for _, masked in out.attention_shapes)
+    frames = [shape[2] for shape, _ in out.attention_shapes if shape[2] != 64]   # spatial: 1 + k * 16
     assert len(frames) <= 3 and all((length - 1) % 16 == 0 or length == 197 for length in frames)
     assert out.ops <= 1.5 * dense.ops
     with torch.no_grad():
-        kept = iared(clips[1], decision="threshold").kept_share
+        kept = iared(clips[1], decision="threshold", threshold=threshold).kept_share
     assert 0.3 < kept.mean() < 0.8                            # the path really dropped tokens

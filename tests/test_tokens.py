@@ -1,7 +1,10 @@
 """Token bookkeeping: sequence plans, kept positions, layouts."""
 import torch
 
-from video_iared.models.tokens import SequencePlan, TokenLayout, compact_index, round_up, sequence_plan
+import torch.nn.functional as F
+
+from video_iared.models.tokens import (SequencePlan, TokenLayout, compact_index, round_up, run_windows,
+                                       sequence_plan)
 
 CPU = torch.device("cpu")
 
@@ -61,11 +64,11 @@ def test_layout_coordinates_sequences_and_hierarchy():
     assert packed.frame.tolist() == [0, 1, 2, 2, 1]
     assert packed.location.tolist() == [0, 1, 1, 3, 2]
     values = torch.arange(1.0, 6.0)[:, None]
-    temporal = packed.temporal_sequences   # (sample, location) x frame: the dense (b n) t grid
-    assert (temporal.count, temporal.length) == (8, 3)
-    grid = real(temporal, temporal.gather(values))
-    assert grid[0].tolist() == [1, 0, 0] and grid[1].tolist() == [0, 2, 3] and grid[6].tolist() == [0, 5, 0]
-    assert temporal.mask.flatten(1)[2].tolist() == [True] * 3             # no token at (0, 2): every slot
+    temporal = packed.temporal_sequences   # runs (b, n) of consecutive rows, in one 64-row window
+    assert (temporal.count, temporal.length) == (1, 64)
+    assert torch.equal(temporal.scatter(temporal.gather(values)), values)
+    same_run = [[1, 0, 0, 0, 0], [0, 1, 1, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1]]
+    assert temporal.mask[0, 0, :5, :5].int().tolist() == same_run
     frames = packed.frame_sequences       # rows: 6 CLS copies (b*T + t), then 5 patches at 1 + location
     assert (frames.count, frames.length) == (6, 5)
     grid = real(frames, frames.gather(torch.cat([torch.full((6, 1), -1.0), values])))
@@ -107,3 +110,51 @@ def test_hidden_rows_are_no_keys():
     frames = hidden.frame_sequences
     assert frames.mask.flatten(1).sum(1).tolist() == [2, 2, 3, 1, 2, 1]   # the CLS copy + kept tokens
     assert hidden.temporal_sequences.mask.flatten(1)[2].tolist() == [True] * 3   # nothing visible: every slot
+
+
+def per_run_attention(x: torch.Tensor, run: torch.Tensor) -> torch.Tensor:
+    """Reference: each row attends to the rows of its own run (x used as query, key and value)."""
+    same = run[:, None] == run[None, :]
+    return F.scaled_dot_product_attention(x[None], x[None], x[None], attn_mask=same[None])[0]
+
+
+def test_run_windows_keep_whole_runs_together():
+    lengths = [3, 1, 2, 3, 3, 1, 2, 3, 3, 2, 1, 3]                      # 27 rows, runs of at most 3
+    run = torch.repeat_interleave(torch.arange(len(lengths)) * 5, torch.tensor(lengths))   # sorted ids
+    plan = run_windows(run, max_run=3, width=8)                          # stride 6: windows overlap by 2
+    assert (plan.count, plan.length) == (5, 8)
+    owner = plan.slot // 8
+    for r in range(run.numel()):                                         # a run lies whole in its owner
+        same = (run == run[r]).nonzero().flatten()
+        assert (owner[same] == owner[r]).all()
+        window_rows = plan.source.view(5, 8)[owner[r]]
+        assert set(same.tolist()) <= set(window_rows.tolist())
+    x = torch.randn(run.numel(), 4, dtype=torch.float64)
+    grid = plan.gather(x)[:, None]                                       # (count, 1 head, 8, 4)
+    out = plan.scatter(F.scaled_dot_product_attention(grid, grid, grid, attn_mask=plan.mask)[:, 0])
+    assert (out - per_run_attention(x, run)).abs().max() <= 1e-12
+    assert plan.count * plan.length < 2 * run.numel()                    # ~rows * width / stride slots
+
+
+def test_run_windows_widen_for_long_runs_and_accept_no_rows():
+    plan = run_windows(torch.zeros(40, dtype=torch.long), max_run=40)    # T = 40: 128-row windows
+    assert plan.length == 128 and plan.count == 1 and plan.mask[0, 0, :40, :40].all()
+    assert not plan.mask[0, 0, :40, 40:].any()                         # padding slots are no keys
+    empty = run_windows(torch.zeros(0, dtype=torch.long), max_run=8)
+    assert empty.count == 0 and empty.gather(torch.zeros(0, 3)).shape == (0, 64, 3)
+
+
+def test_a_count_per_frame_gives_unpadded_frames():
+    layout = TokenLayout(2, 3, 4, CPU)
+    keep = torch.zeros(2, 4, 3, dtype=torch.bool)                       # (b, n, t): two tokens per frame
+    keep[0, [0, 2], 0] = keep[0, [1, 3], 1] = keep[0, [0, 1], 2] = True
+    keep[1, [2, 3]] = True
+    packed, _ = layout.select(keep.flatten(1), per_frame=2)
+    assert packed.uniform and packed.longest == 6 and packed.per_frame == 2
+    frames = packed.frame_sequences
+    assert (frames.count, frames.length) == (6, 3) and frames.mask is None
+    values = torch.arange(1.0, 13.0)[:, None]                           # rows in (b n t) order
+    grid = frames.gather(torch.cat([torch.zeros(6, 1), values]))[..., 0]
+    assert grid[0].tolist() == [0, 1, 5] and grid[1].tolist() == [0, 3, 6] and grid[2].tolist() == [0, 2, 4]
+    assert grid[3].tolist() == [0, 7, 10]                               # sample 1, frame 0: locations 2, 3
+    assert torch.equal(frames.scatter(frames.gather(torch.cat([torch.zeros(6, 1), values])))[6:], values)

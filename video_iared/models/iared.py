@@ -39,16 +39,6 @@ class GroupDecision:
         """(B,) patch tokens kept."""
         return self.keep.sum((1, 2))
 
-    @property
-    def kept_per_frame(self) -> Tensor:
-        """(B, T)."""
-        return self.keep.sum(2)
-
-    @property
-    def kept_per_location(self) -> Tensor:
-        """(B, N)."""
-        return self.keep.sum(1)
-
 
 @dataclass
 class IARedOutput:
@@ -71,12 +61,16 @@ class IARedOutput:
 class IARed(nn.Module):
     """IA-RED² around a backbone: interpreters before blocks ``group_starts`` (default 0, 4, 8 of 12).
 
-    ``decision`` (``sample`` | ``threshold`` | ``calibrated`` | ``budget`` | ``none``) and ``active_groups``
-    (curriculum: interpreters after the first ``active_groups`` keep every token) are attributes,
-    overridable per call. ``budgets`` are cumulative keep ratios per group against the T*N patch tokens
-    (decision ``budget``); ``thresholds`` one threshold per group and ``min_kept`` the tokens every sample
-    keeps at least (decision ``calibrated``: what ``engine.calibrate`` fits to a budget's mean cost, read
-    from the checkpoint).
+    How tokens are kept is decided per call: ``forward``'s keyword arguments, each defaulting to the
+    value given at construction (the deployed setting, e.g. from a config or a checkpoint):
+
+    - ``decision``: ``sample`` (training) | ``threshold`` | ``calibrated`` | ``budget`` | ``none``;
+    - ``threshold``: the ``threshold`` decision's score cut (the paper's 0.5);
+    - ``budgets``: cumulative keep ratios per group against the patch tokens (decision ``budget``); each
+      frame keeps ``round(budget * N)`` of its N tokens, so every shape is fixed by the budget;
+    - ``thresholds`` and ``min_kept``: one score cut per group and the tokens every sample keeps at
+      least (decision ``calibrated``; ``engine.calibrate`` fits them to a budget's mean cost);
+    - ``active_groups``: the curriculum: interpreters after the first ``active_groups`` keep every token.
     """
 
     def __init__(self, backbone: nn.Module, *, group_starts: Sequence[int] = (0, 4, 8),
@@ -88,17 +82,12 @@ class IARed(nn.Module):
         starts = list(group_starts)
         if not starts or starts != sorted(set(starts)) or starts[0] < 0 or starts[-1] >= depth:
             raise ValueError(f"group_starts {group_starts} must increase within 0..{depth - 1}")
-        if budgets is not None and len(budgets) != len(starts):
-            raise ValueError(f"{len(budgets)} budgets for {len(starts)} groups")
-        if budgets is not None:
-            check_budgets(budgets)
-        if decision not in MODEL_DECISIONS:
-            raise ValueError(f"decision {decision!r} is not one of {MODEL_DECISIONS}")
         self.backbone = backbone
         self.group_starts = starts
         self.group_ends = starts[1:] + [depth]
         self.interpreters = nn.ModuleList(
             MultiHeadInterpreter(backbone.embed_dim, interpreter_heads) for _ in starts)
+        self._check(decision, budgets, thresholds, min_kept)
         self.decision: ModelDecision = decision
         self.threshold = threshold
         self.budgets = None if budgets is None else list(budgets)
@@ -106,15 +95,40 @@ class IARed(nn.Module):
         self.min_kept = None if min_kept is None else list(min_kept)
         self.active_groups = len(starts) if active_groups is None else active_groups
 
-    def forward(self, x: Tensor, *, decision: ModelDecision | None = None, active_groups: int | None = None,
+    def _check(self, decision: ModelDecision, budgets: Sequence[float] | None,
+               thresholds: Sequence[float] | None, min_kept: Sequence[int] | None) -> None:
+        groups = len(self.group_starts)
+        if decision not in MODEL_DECISIONS:
+            raise ValueError(f"decision {decision!r} is not one of {MODEL_DECISIONS}")
+        if budgets is not None:
+            if len(budgets) != groups:
+                raise ValueError(f"{len(budgets)} budgets for {groups} groups")
+            check_budgets(budgets)
+        if decision == "budget" and budgets is None:
+            raise ValueError("decision 'budget' needs budgets: one cumulative keep ratio per group")
+        if decision == "calibrated" and (thresholds is None or len(thresholds) != groups):
+            raise ValueError(f"decision 'calibrated' needs one threshold per group ({groups}), "
+                             f"have {thresholds}: run `video-iared calibrate` on the checkpoint")
+        if min_kept and len(min_kept) != groups:
+            raise ValueError(f"{len(min_kept)} min_kept values for {groups} groups")
+
+    def forward(self, x: Tensor, *, decision: ModelDecision | None = None, threshold: float | None = None,
+                budgets: Sequence[float] | None = None, thresholds: Sequence[float] | None = None,
+                min_kept: Sequence[int] | None = None, active_groups: int | None = None,
                 keep: Sequence[Tensor] | None = None) -> IARedOutput:
-        """(B, C, T, H, W) clip -> logits and per-group decisions.
+        """(B, C, T, H, W) clip -> logits and per-group decisions (arguments: see the class).
 
         ``keep`` (one (B, T, N) bool per group) imposes decisions instead of the interpreters' (tests,
         random-drop baselines); scores are still reported.
         """
         decision = self.decision if decision is None else decision
+        threshold = self.threshold if threshold is None else threshold
+        budgets = self.budgets if budgets is None else list(budgets)
+        thresholds = self.thresholds if thresholds is None else list(thresholds)
+        min_kept = self.min_kept if min_kept is None else list(min_kept)
         active = self.active_groups if active_groups is None else active_groups
+        if keep is None:
+            self._check(decision, budgets if decision == "budget" else None, thresholds, min_kept)
         state = self.backbone.forward_blocks(self.backbone.embed(x), 0, self.group_starts[0])
         layout = state.layout
         present = torch.ones(layout.batch, layout.tokens_per_sample, dtype=torch.bool, device=x.device)
@@ -123,34 +137,29 @@ class IARed(nn.Module):
             scores, log_prob = None, present.new_zeros(layout.batch, dtype=x.dtype)
             if g < active or keep is not None:
                 scores = self._scores(g, state)
-                per_sample = None
+                per_frame = None
                 if keep is not None:
                     new = rearrange(keep[g], "b t n -> b (n t)") & present
+                elif decision == "calibrated":
+                    floor = min_kept[g] if min_kept else 0
+                    new, log_prob = self._calibrated(scores, present, thresholds[g], floor)
+                elif decision == "budget":
+                    per_frame = round(budgets[g] * layout.locations)
+                    new, log_prob = decide(scores, present, "budget", budget=per_frame, frames=layout.frames)
                 else:
-                    budget = (None if self.budgets is None
-                              else round(self.budgets[g] * layout.tokens_per_sample))
-                    if decision == "calibrated":
-                        new, log_prob = self._calibrated(g, scores, present)
-                    else:
-                        new, log_prob = decide(scores, present, decision, threshold=self.threshold,
-                                               budget=budget)
-                    per_sample = budget if decision == "budget" else None
+                    new, log_prob = decide(scores, present, decision, threshold=threshold)
                 if decision != "none" or keep is not None:   # always select: comparing would sync
-                    state, present = state.select(new, per_sample), new
+                    state, present = state.select(new, per_frame=per_frame), new
             groups.append(GroupDecision(start, end - start, self._frames_first(present, layout.frames),
                                         None if scores is None else self._frames_first(scores, layout.frames),
                                         log_prob))
             state = self.backbone.forward_blocks(state, start, end)
         return IARedOutput(self.backbone.head(self.backbone.pool(state)), groups)
 
-    def _calibrated(self, group: int, scores: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
-        """Scores above the group's calibrated threshold, and at least its ``min_kept`` best ones."""
-        groups = len(self.group_starts)
-        if self.thresholds is None or len(self.thresholds) != groups:
-            raise ValueError(f"decision 'calibrated' needs one threshold per group ({groups}), "
-                             f"have {self.thresholds}: run `video-iared calibrate` on the checkpoint")
-        keep, log_prob = decide(scores, present, "threshold", threshold=self.thresholds[group])
-        floor = self.min_kept[group] if self.min_kept else 0
+    @staticmethod
+    def _calibrated(scores: Tensor, present: Tensor, threshold: float, floor: int) -> tuple[Tensor, Tensor]:
+        """Scores above the group's calibrated threshold, and at least its ``floor`` best ones."""
+        keep, log_prob = decide(scores, present, "threshold", threshold=threshold)
         if floor:
             keep = keep | decide(scores, present, "budget", budget=floor)[0]
         return keep, log_prob

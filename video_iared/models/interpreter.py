@@ -87,11 +87,13 @@ def check_budgets(budgets: Sequence[float]) -> None:
 
 
 def decide(scores: Tensor, present: Tensor, mode: Decision, *, threshold: float = 0.5,
-           budget: int | None = None) -> tuple[Tensor, Tensor]:
-    """Keep decisions over (B, L) patch tokens -> (keep (B, L) bool, log-probability (B,)).
+           budget: int | None = None, frames: int = 1) -> tuple[Tensor, Tensor]:
+    """Keep decisions over (B, L) patch tokens in ``(n t)`` order -> (keep (B, L) bool, log-probability (B,)).
 
     ``sample``: keep ~ Bernoulli(score) (training, REINFORCE); ``threshold``: score > threshold (the
-    paper's inference); ``budget``: the ``budget`` highest scores per sample; ``none``: keep all present.
+    paper's inference); ``budget``: the ``budget`` highest scores of every one of the ``frames`` frames
+    (``frames=1``: of the sample), so every frame keeps the same count and the kept tokens pack into
+    fixed shapes; ``none``: keep all present.
     Tokens not ``present`` stay dropped and contribute nothing to the log-probability.
     """
     log_prob = scores.new_zeros(scores.shape[0])
@@ -107,7 +109,8 @@ def decide(scores: Tensor, present: Tensor, mode: Decision, *, threshold: float 
     if mode == "budget":
         if budget is None:
             raise ValueError("decision 'budget' needs a token budget")
-        top = scores.masked_fill(~present, -1.0).topk(min(budget, scores.shape[1]), dim=1).indices
-        keep = torch.zeros_like(present).scatter_(1, top, True)
-        return keep & present, log_prob
+        ranked = scores.masked_fill(~present, -1.0).view(scores.shape[0], -1, frames)   # (B, N, T)
+        top = ranked.topk(min(budget, ranked.shape[1]), dim=1).indices
+        keep = torch.zeros_like(ranked, dtype=torch.bool).scatter_(1, top, True)
+        return keep.view_as(present) & present, log_prob
     raise ValueError(f"decision {mode!r} is not one of {DECISIONS}")

@@ -8,17 +8,27 @@ patches (one per sample, or one per frame for space-only attention).
 A batch with dropped tokens keeps only the *present* patch tokens, packed across the batch into rows
 ``(M, D)`` ordered by ``(b, n, t)``; ``index`` holds each row's flat position ``b*N*T + n*T + t``.
 Linear layers and the MLP run on these rows. Attention runs within *sequences* (a frame, a location,
-a whole clip): a :class:`SequencePlan` places the rows into a padded ``(G, L)`` grid whose shape is
-fixed by the model (``L`` = T, N+1, or the budget's token count), never by the data, so a GPU sees a
-handful of shapes per run and builds no new kernel plans; a key mask hides the padding.
+a whole clip): a :class:`SequencePlan` places the rows into a ``(G, L)`` grid whose size follows the
+kept tokens, never the dense token count:
 
-Plans are built on the device from the layout: a budget decision (a fixed count per sample) needs no
-host sync at all, any other decision one per interpreter (the kept count, to size the rows).
+- spatial (a frame, CLS first): a budget decision keeps the same count ``k`` in every frame, so the grid
+  is ``(B*T, 1+k)`` with no padding and no mask (any SDPA backend, cuDNN/flash included); other
+  decisions pad to the longest frame rounded up to 16, with a key mask.
+- temporal (a location's tokens over time, at most T): the rows, already in ``(b n t)`` order, are read
+  in overlapping windows of ``W`` rows (:func:`run_windows`) with a block-diagonal key mask, so the grid
+  holds ~``M * W / (W - T + 1)`` slots instead of ``B*N*T``, and a 64-slot tile serves ~7 locations
+  instead of one 8-frame sequence.
+- joint / image (the whole sample, CLS first): ``(B, 1+k)`` for budgets, no mask.
+
+Plans are built on the device from the layout, once per layout (the blocks up to the next drop share
+them): a budget decision needs no host sync at all, any other decision one per interpreter (the kept
+counts, to size the rows). Nothing here reads the device or branches on values, so a budget block
+compiles into one graph (``torch.compile(fullgraph=True)``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import torch
 from einops import rearrange
@@ -28,6 +38,8 @@ from torch import Tensor
 LENGTH_STEP = 16
 # Memory-efficient attention wants a bias whose rows start 16-aligned; otherwise it pads it per call.
 BIAS_ALIGN = 16
+# Temporal windows: rows per window (one 64x64 tile of memory-efficient attention) when T <= 32.
+WINDOW = 64
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,8 @@ class SequencePlan:
     ``slot`` (R,): every row's position in the flattened ``(count*length)`` grid; ``None`` when the
     rows already are the grid (a free view). ``source`` (count*length,): the row each slot reads
     (:func:`slot_sources`). ``mask`` (count, 1, 1, length) bool is ``True`` for the keys attention may
-    use (an SDPA mask); ``None`` when every slot is one.
+    use, or (count, 1, length, length) per query (:func:`run_windows`), as an SDPA mask; ``None`` when
+    every slot may attend to every slot.
     """
 
     count: int
@@ -54,7 +67,7 @@ class SequencePlan:
             return None
         if dtype not in self._biases:
             width = -(-self.length // BIAS_ALIGN) * BIAS_ALIGN
-            bias = torch.zeros(self.count, 1, 1, width, dtype=dtype, device=self.mask.device)
+            bias = torch.zeros(*self.mask.shape[:-1], width, dtype=dtype, device=self.mask.device)
             bias = bias[..., : self.length]
             self._biases[dtype] = bias.masked_fill_(~self.mask, float("-inf"))
         return self._biases[dtype]
@@ -121,6 +134,33 @@ def round_up(length: int, step: int, limit: int) -> int:
     return min(limit, -(-length // step) * step)
 
 
+def run_windows(run: Tensor, max_run: int, width: int = WINDOW) -> SequencePlan:
+    """Rows (R,) grouped into *runs* (``run`` (R,) non-decreasing ids: each run's rows consecutive, at
+    most ``max_run`` of them) -> a plan of overlapping windows in which attention stays inside each run.
+
+    Window ``c`` reads rows ``[c*S, c*S + width)`` with stride ``S = width - max_run + 1``, so every run
+    that *starts* in ``[c*S, (c+1)*S)`` lies whole in window ``c``, which owns it: its rows' outputs are
+    read from there. Other rows in the window (runs owned by a neighbour, padding past the end) only
+    attend within their own run, their outputs are dropped, and their gradients are exactly zero.
+    The key mask (count, 1, width, width) is block-diagonal by run. ~``R * width / S`` slots in all:
+    the grid shrinks with the rows, and one ``width``-slot tile holds several short runs.
+    """
+    rows, device = run.numel(), run.device
+    max_run = int(max_run)   # a plain int also under fvcore's jit trace
+    width = max(width, 1 << (2 * max_run - 1).bit_length())       # at least 2 * max_run
+    stride = width - max_run + 1
+    count = -(-rows // stride)
+    index = torch.arange(rows, device=device)
+    start = torch.searchsorted(run, run)                          # first row of each row's run
+    owner = start // stride
+    slot = owner * width + index - owner * stride
+    position = torch.arange(count, device=device)[:, None] * stride + torch.arange(width, device=device)
+    source = position.clamp(max=max(rows - 1, 0)).flatten()      # (count*width,) row read by each slot
+    ids = torch.where(position < rows, run.index_select(0, source).view(count, width), -1)  # padding: -1
+    mask = (ids[:, :, None] == ids[:, None, :])[:, None]          # (count, 1, width, width)
+    return SequencePlan(count, width, slot, source, mask)
+
+
 @dataclass(eq=False)
 class TokenLayout:
     """Which patch tokens of a ``(batch, frames, locations)`` clip batch are present.
@@ -128,12 +168,13 @@ class TokenLayout:
     ``index`` (M,) are the flat positions ``b*N*T + n*T + t`` of the present tokens, increasing;
     ``None`` means every token is present (the dense model). ``counts`` (B,) are the present tokens of
     each sample, ``longest`` their maximum (a host int) and ``uniform`` says every sample has
-    ``longest`` (budget decisions); ``longest_frame`` is the most tokens any frame kept, when known
-    (data-dependent decisions read it with the count); ``present`` (B, N*T) bool is the keep mask
-    behind ``index``.
-    ``visible`` (M,) bool marks the rows attention may use as keys
-    (``None``: all); only the masking baseline (:meth:`hide`) sets it. Plans are computed on first use
-    and cached, so all blocks between two interpreters share them.
+    ``longest``; ``per_frame`` says every frame has exactly that many (budget decisions);
+    ``longest_frame`` is the most tokens any frame kept, when known (data-dependent decisions read it
+    with the count); ``present`` (B, N*T) bool is the keep mask behind ``index``.
+    ``visible`` (M,) bool marks the rows attention may use as keys (``None``: all); only the masking
+    baseline (:meth:`hide`) sets it. Coordinates and plans are computed on first use and memoised (a
+    plain dict: no lock, so ``torch.compile`` traces it), so all blocks between two interpreters
+    share them.
     """
 
     batch: int
@@ -147,6 +188,13 @@ class TokenLayout:
     longest_frame: int | None = None
     present: Tensor | None = None
     visible: Tensor | None = None
+    per_frame: int | None = None
+    _memo: dict = field(default_factory=dict, repr=False)
+
+    def _memoised(self, name: str, make: Callable[[], object]):
+        if name not in self._memo:
+            self._memo[name] = make()
+        return self._memo[name]
 
     @property
     def tokens_per_sample(self) -> int:
@@ -156,27 +204,28 @@ class TokenLayout:
     def num_rows(self) -> int:
         return self.batch * self.tokens_per_sample if self.index is None else self.index.numel()
 
-    @cached_property
+    @property
     def flat(self) -> Tensor:
         """(M,) flat positions of the present tokens (materialised for the dense layout)."""
         if self.index is not None:
             return self.index
-        return torch.arange(self.batch * self.tokens_per_sample, device=self.device)
+        return self._memoised("flat", lambda: torch.arange(self.batch * self.tokens_per_sample,
+                                                           device=self.device))
 
-    @cached_property
+    @property
     def sample(self) -> Tensor:
         """(M,) sample of every row."""
-        return self.flat // self.tokens_per_sample
+        return self._memoised("sample", lambda: self.flat // self.tokens_per_sample)
 
-    @cached_property
+    @property
     def frame(self) -> Tensor:
         """(M,) frame of every row."""
-        return self.flat % self.frames
+        return self._memoised("frame", lambda: self.flat % self.frames)
 
-    @cached_property
+    @property
     def location(self) -> Tensor:
         """(M,) spatial location of every row."""
-        return (self.flat // self.frames) % self.locations
+        return self._memoised("location", lambda: (self.flat // self.frames) % self.locations)
 
     def keep_mask(self) -> Tensor:
         """(B, N*T) bool, ``True`` where the token is present."""
@@ -184,36 +233,39 @@ class TokenLayout:
             return torch.ones(self.batch, self.tokens_per_sample, dtype=torch.bool, device=self.device)
         return self.present
 
-    @cached_property
     def _row_of_position(self) -> Tensor:
         """(B*N*T,) the row holding each flat position (meaningful where present)."""
         total = self.batch * self.tokens_per_sample
         rows = torch.arange(self.num_rows, device=self.device)
         return torch.zeros(total, dtype=torch.long, device=self.device).index_copy_(0, self.flat, rows)
 
-    def select(self, keep: Tensor, per_sample: int | None = None) -> tuple[TokenLayout, Tensor]:
+    def select(self, keep: Tensor, per_sample: int | None = None,
+               per_frame: int | None = None) -> tuple[TokenLayout, Tensor]:
         """Drop more tokens: ``keep`` (B, N*T) bool -> (new layout, rows of the surviving tokens).
 
         Tokens absent from this layout stay absent whatever ``keep`` says (hierarchical dropping).
-        ``per_sample``: every sample keeps exactly this many present tokens (a budget decision), so the
-        row count is known without reading the device; otherwise one host read sizes it.
+        ``per_frame``: every frame keeps exactly this many present tokens (a budget decision), or
+        ``per_sample``: every sample does; the row count is then known without reading the device.
+        Otherwise one host read sizes it.
         """
         if self.index is not None:
             keep = keep & self.present
         counts = keep.sum(1)
-        longest_frame = None
+        longest_frame = per_frame
+        if per_frame is not None:
+            per_sample = per_frame * self.frames
         if per_sample is None:   # the one host read of a data-dependent decision
-            per_frame = rearrange(keep, "b (n t) -> b n t", t=self.frames).sum(1)
-            sizes = torch.stack([counts.sum(), counts.max(), per_frame.max()])
+            per_location = rearrange(keep, "b (n t) -> b n t", t=self.frames).sum(1)
+            sizes = torch.stack([counts.sum(), counts.max(), per_location.max()])
             total, longest, longest_frame = sizes.tolist()
             uniform = False
         else:
             total, longest, uniform = per_sample * self.batch, per_sample, True
         index = compact_index(keep.flatten(), total)
-        rows = index if self.index is None else self._row_of_position.index_select(0, index)
+        rows = index if self.index is None else self._row_of_position().index_select(0, index)
         visible = None if self.visible is None else self.visible.index_select(0, rows)
         layout = TokenLayout(self.batch, self.frames, self.locations, self.device, index, counts,
-                             longest, uniform, longest_frame, keep, visible)
+                             longest, uniform, longest_frame, keep, visible, per_frame)
         return layout, rows
 
     def hide(self, keep: Tensor) -> TokenLayout:
@@ -224,7 +276,8 @@ class TokenLayout:
         if self.visible is not None:
             visible = visible & self.visible
         return TokenLayout(self.batch, self.frames, self.locations, self.device, self.index, self.counts,
-                           self.longest, self.uniform, self.longest_frame, self.present, visible)
+                           self.longest, self.uniform, self.longest_frame, self.present, visible,
+                           self.per_frame)
 
     def _keys(self, num_cls: int) -> Tensor | None:
         """(num_cls + M,) key flags of the rows ``[CLS rows, patches]``; ``None``: every row is a key."""
@@ -234,55 +287,70 @@ class TokenLayout:
 
     # Attention sequences. CLS rows, when a sequence has one, come first in the row order and sit in
     # slot 0 of their sequence.
-    @cached_property
+    @property
     def temporal_sequences(self) -> SequencePlan:
-        """Rows by (sample, location), ``T`` slots at their frames: divided attention's temporal step.
-        The grid is the dense ``(b n) t`` layout, so its slots are the rows' flat positions."""
+        """Rows by (sample, location) over time: divided attention's temporal step. Dense (or masked)
+        layouts use the ``(b n) t`` grid, whose slots are the rows' flat positions; packed rows are
+        read in windows of whole runs (:func:`run_windows`)."""
+        return self._memoised("temporal", self._temporal_sequences)
+
+    def _temporal_sequences(self) -> SequencePlan:
         count = self.batch * self.locations
         if self.index is None or self.visible is not None:   # (b n t) order: the flat position is the slot
             return sequence_plan(self.index, count, self.frames, self._keys(0), fill_empty=True)
-        keys = self.present.view(count, self.frames)
-        keys = keys | ~keys.any(1, keepdim=True)
-        return SequencePlan(count, self.frames, self.index, slot_sources(self.index, count * self.frames),
-                            keys.view(count, 1, 1, self.frames))
+        return run_windows(self.flat // self.frames, self.frames)
 
-    @cached_property
+    @property
     def frame_sequences(self) -> SequencePlan:
         """Rows ``[B*T CLS rows, M patches]`` by (sample, frame), CLS in slot 0 (divided and space-only
-        attention's spatial step): ``N + 1`` slots with each patch at ``1 + location``; or, when the
-        most tokens a frame kept is known (data-dependent decisions), that count rounded up to a
-        multiple of ``LENGTH_STEP``, with each frame's tokens packed after its CLS."""
+        attention's spatial step): ``N + 1`` slots with each patch at ``1 + location``; with a count per
+        frame (budget decisions), ``1 + per_frame`` slots, unpadded; or, when the most tokens a frame
+        kept is known (data-dependent decisions), that count rounded up to a multiple of
+        ``LENGTH_STEP``. Packed frames hold their tokens in location order after the CLS."""
+        return self._memoised("frames", self._frame_sequences)
+
+    def _frame_sequences(self) -> SequencePlan:
         count, grid = self.batch * self.frames, self.locations + 1
         if self.index is None or self.visible is not None:   # every patch at its location
             cls = torch.arange(count, device=self.device) * grid
             patches = (self.sample * self.frames + self.frame) * grid + 1 + self.location
             return sequence_plan(torch.cat([cls, patches]), count, grid, self._keys(count))
         length = grid
-        if self.longest_frame is not None:
+        if self.per_frame is not None:
+            length = 1 + self.per_frame
+        elif self.longest_frame is not None:
             length = 1 + round_up(self.longest_frame, LENGTH_STEP, grid - 1)
         cls = torch.arange(count, device=self.device) * length
-        present = rearrange(self.present, "b (n t) -> b t n", t=self.frames)     # (B, T, N)
+        present = self.present.view(self.batch, self.locations, self.frames)      # (B, N, T)
         if length == grid:   # at its location
             position = self.location
-            keys = torch.cat([present.new_ones(self.batch, self.frames, 1), present], 2)
         else:                # packed: rank among the frame's present tokens
-            rank = rearrange(present.cumsum(2) - 1, "b t n -> (b n t)")
-            position = rank.index_select(0, self.flat)
-            keys = torch.arange(length, device=self.device) <= present.sum(2, keepdim=True)   # CLS + kept
+            position = (present.cumsum(1) - 1).flatten().index_select(0, self.flat)
         slot = torch.cat([cls, (self.sample * self.frames + self.frame) * length + 1 + position])
         source = slot_sources(slot, count * length)
+        if self.per_frame is not None:   # every frame full: no padding, no mask
+            return SequencePlan(count, length, slot, source)
+        if length == grid:
+            keys = torch.cat([present.new_ones(self.batch, 1, self.frames), present], 1)   # (B, 1+N, T)
+            keys = rearrange(keys, "b l t -> (b t) l")
+        else:
+            keys = torch.arange(length, device=self.device) <= present.sum(1).view(count, 1)   # CLS + kept
         return SequencePlan(count, length, slot, source, keys.view(count, 1, 1, length))
 
-    @cached_property
+    @property
     def sample_with_cls(self) -> Tensor:
         """(B + M,) sample of every row of ``[B CLS rows, M patches]`` (the rows of ``sample_sequences``)."""
-        return torch.cat([torch.arange(self.batch, device=self.device), self.sample])
+        return self._memoised("sample_with_cls", lambda: torch.cat(
+            [torch.arange(self.batch, device=self.device), self.sample]))
 
-    @cached_property
+    @property
     def sample_sequences(self) -> SequencePlan:
         """Rows ``[B CLS rows, M patches]`` by sample (joint attention, images): CLS in slot 0, the
         sample's present tokens packed after it in row order. ``1 + longest`` slots when every sample
         keeps the same count (no padding, no mask), else rounded up to a multiple of ``LENGTH_STEP``."""
+        return self._memoised("samples", self._sample_sequences)
+
+    def _sample_sequences(self) -> SequencePlan:
         total = self.tokens_per_sample
         if self.index is None:
             length = 1 + total
@@ -306,6 +374,8 @@ class TokenLayout:
         if cls_per_sample == 1:
             if self.index is None:
                 return SequencePlan(self.batch, self.tokens_per_sample)
+            if self.uniform:   # every sample's rows are consecutive and as many: the rows are the grid
+                return SequencePlan(self.batch, self.longest)
             return SequencePlan(self.batch, self.tokens_per_sample, self.index,
                                 slot_sources(self.index, self.batch * self.tokens_per_sample))
         slot = (self.sample * self.frames + self.frame) * self.locations + self.location
@@ -339,14 +409,18 @@ class TokenState:
 
     def token_map(self, values: Tensor) -> Tensor:
         """Values on the :attr:`rows_by_query` grid (Q, L) -> (B, N*T) per token, 0 where absent."""
+        layout = self.layout
+        if self.cls_per_sample == 1 and layout.index is not None and layout.uniform:   # grid = rows
+            dense = values.new_zeros(layout.batch * layout.tokens_per_sample)
+            return dense.index_copy(0, layout.index, values.flatten()).view(layout.batch, -1)
         if self.cls_per_sample > 1:
             values = rearrange(values, "(b t) n -> b (n t)", b=self.layout.batch)
         return values if self.layout.present is None else values * self.layout.present
 
-    def select(self, keep: Tensor, per_sample: int | None = None) -> TokenState:
-        """Physically remove the patch rows whose ``keep`` (B, N*T) entry is ``False`` (``per_sample``:
-        see :meth:`TokenLayout.select`)."""
-        layout, rows = self.layout.select(keep, per_sample)
+    def select(self, keep: Tensor, per_sample: int | None = None, per_frame: int | None = None) -> TokenState:
+        """Physically remove the patch rows whose ``keep`` (B, N*T) entry is ``False`` (``per_sample``,
+        ``per_frame``: see :meth:`TokenLayout.select`)."""
+        layout, rows = self.layout.select(keep, per_sample, per_frame)
         return TokenState(self.cls, self.patches.index_select(0, rows), layout)
 
     def hide(self, keep: Tensor) -> TokenState:
