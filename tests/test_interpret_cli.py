@@ -92,5 +92,5 @@ def test_cli_eval_masks_without_sidecars_says_so(tmp_path, capsys):
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.pth")
     root = write_dataset(tmp_path / "data", num_videos=1)
     (root / "videos" / "0.masks.npz").unlink()
-    assert main(["interpret", "--checkpoint", str(ckpt), "--eval-masks", f"data.root={root}"]) == 1
+    assert main(["interpret", "--checkpoint", str(ckpt), "--eval-masks", f"data.root={root}"]) == 2
     assert "no mask sidecar" in capsys.readouterr().err

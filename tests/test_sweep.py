@@ -161,7 +161,7 @@ def test_sweep_oracle_rows_and_deep_budgets(masked_dataset, tmp_path, capsys):
 def test_sweep_oracle_without_sidecars_names_the_missing_one(dataset, tmp_path, capsys):
     options = overrides(dataset, tmp_path)
     save_random_checkpoint(tmp_path / "dense.pth", options)
-    assert main(["sweep", "--checkpoint", str(tmp_path / "dense.pth"), "--oracle", *options]) == 1
+    assert main(["sweep", "--checkpoint", str(tmp_path / "dense.pth"), "--oracle", *options]) == 2
     err = capsys.readouterr().err
     assert "6 of 6 videos have no actor-mask sidecar" in err and "0.masks.npz" in err
     assert "without --oracle" in err and not (tmp_path / "sweep.json").exists()

@@ -31,6 +31,16 @@ def test_bad_lists(data, tmp_path, capsys, content, message):
     assert "data.test_list" in err and message in err
 
 
+def test_a_test_list_of_unreadable_videos(data, tmp_path, capsys):
+    (tmp_path / "videos").mkdir()
+    for i in range(2):
+        (tmp_path / "videos" / f"{i}.mp4").write_bytes(b"\x00\x01not a video" * 100)
+    (tmp_path / "test.csv").write_text("videos/0.mp4 0\nvideos/1.mp4 1\n")
+    err = one_line_error(evaluate(data, f"data.root={tmp_path}", "data.num_workers=0",
+                                  f"run.output_dir={tmp_path / 'out'}"), capsys)
+    assert "no readable video was evaluated" in err
+
+
 def test_missing_list_and_missing_test_csv(data, tmp_path, capsys):
     err = one_line_error(evaluate(data, f"data.root={tmp_path}"), capsys)  # a dataset without test.csv
     assert f"no list at {tmp_path / 'test.csv'}" in err

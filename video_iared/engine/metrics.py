@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from video_iared.data.kinetics import VideoDataset
+from video_iared.errors import UserError
 from video_iared.flops import kept_share
 
 from .aggregate import centre_view, per_class_accuracy, topk_correct, video_scores
@@ -39,7 +40,7 @@ def compute_metrics(views: ViewPass, *, num_videos: int, num_classes: int, clip_
     readable = labels >= 0
     missing = int((view_counts == 0).sum())
     if not bool(readable.any()):
-        raise RuntimeError("no readable video was evaluated; check the test list and the failed videos")
+        raise UserError("no readable video was evaluated; check the test list with data_prep/check_videos.py")
     # per-sample hits, not timm.utils.accuracy's batch mean: the per-class accuracy needs them
     video_hits = topk_correct(scores[readable], labels[readable])
     clip = records.take(((records.view == clip_view) & (records.label >= 0)).nonzero().squeeze(1))

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from video_iared.data.transforms import normalize_on_device
+from video_iared.errors import UserError
 from video_iared.models.cost import forward_macs
 
 from . import distributed, policy
@@ -56,8 +57,8 @@ def validate(model: nn.Module, loader: DataLoader, *, spec: InputSpec, device: t
     sums = distributed.all_reduce_mean(sums.to(device)).cpu() * max(world_size, 1)
     count = sums[0].item()
     if count == 0:
-        raise RuntimeError(f"no readable validation video among {num_items}: check the list with "
-                           "data_prep/check_videos.py")
+        raise UserError(f"no readable validation video among {num_items}: check the list with "
+                        "data_prep/check_videos.py")
     metrics = {"top1": 100.0 * sums[1].item() / count, "gflops": sums[2].item() / count / 1e9,
                "skipped_videos": sums[3].item()}
     if info.num_groups:
