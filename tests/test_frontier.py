@@ -1,11 +1,14 @@
-"""make frontier: the stages it runs and how it aggregates seeds (the runs themselves are a benchmark)."""
+"""make frontier: its steps form a chain per seed, and how it aggregates seeds (the runs themselves are
+a benchmark)."""
 import math
 from pathlib import Path
 
 import pytest
 
 from video_iared.cli import build_parser
-from video_iared.frontier import aggregate, aggregate_maps, build_stages, format_map_table, format_table
+from video_iared.config import load_config
+from video_iared.frontier import (CLUTTER, aggregate, aggregate_maps, build_steps, format_map_table,
+                                  format_table)
 
 
 def point(method, setting, top1, gflops=0.4, kept=1.0):
@@ -29,22 +32,29 @@ def test_aggregate_means_and_spreads_over_seeds_and_drops_rows_a_seed_lacks():
     assert not math.isnan(random["kept_share"])
 
 
-def test_stages_train_three_stages_per_seed_then_calibrate_and_sweep(tmp_path: Path):
-    stages = build_stages(tmp_path, [0, 5], num_train=30, num_val=9)
-    names = [s.name for s in stages]
-    assert names[0] == "generate clutter set" and len(stages) == 1 + 2 * 7
-    assert "--set" in stages[0].argv and stages[0].argv[stages[0].argv.index("--set") + 1] == "clutter"
-    seed5 = [s for s in stages if s.name.startswith("seed 5")]
-    assert all("run.seed=5" in s.argv for s in seed5)
-    finetune = next(s for s in seed5 if s.name.endswith("train finetune"))
-    assert f"model.weights={tmp_path / 'seed5' / 'interpreters' / 'checkpoint.pth'}" in finetune.argv
-    dense_sweep = next(s for s in seed5 if "dense backbone" in s.name)
-    assert "--oracle" in dense_sweep.argv
-    assert dense_sweep.argv[dense_sweep.argv.index("--group-starts") + 1] == "0,2,4"  # the interpreters'
-    assert str(tmp_path / "seed5" / "backbone" / "checkpoint.pth") in dense_sweep.argv
-    iared_sweep = next(s for s in seed5 if s.name.endswith("sweep IA-RED2"))
-    assert str(tmp_path / "seed5" / "finetune" / "calibrated.pth") in iared_sweep.argv
-    assert "--methods" in iared_sweep.argv
+def test_each_seed_is_a_chain_of_its_own_files(tmp_path: Path):
+    steps = build_steps(tmp_path, [0, 5], num_train=30, num_val=9)
+    written: set[Path] = set()
+    for step in steps:
+        words = [Path(w.split("=", 1)[-1]) for w in step.argv]
+        reads = [w for w in words if w.suffix == ".pth" and w != step.done_when]
+        produced = written | {p.parent / "checkpoint.pth" for p in written if p.name == "final_metrics.json"}
+        assert all(path in produced for path in reads), f"{step.name} reads a checkpoint not yet written"
+        if step.name.startswith("seed 5"):                 # a seed reads and writes only its own folder
+            assert "run.seed=5" in step.argv
+            assert all(tmp_path / "seed5" in path.parents for path in reads)
+        written.add(step.done_when)
+    assert steps[0].done_when == tmp_path / "data" / "classes.json"
+
+
+def test_baselines_drop_where_the_interpreters_sit_and_iared_runs_calibrated(tmp_path: Path):
+    steps = build_steps(tmp_path, [0], num_train=30, num_val=9)
+    starts = load_config(str(CLUTTER / "finetune.yaml")).model.interpreter_blocks
+    dense_sweep = next(s for s in steps if "--oracle" in s.argv)
+    assert dense_sweep.argv[dense_sweep.argv.index("--group-starts") + 1] == ",".join(map(str, starts))
+    for step in steps:
+        if step.argv[3:4] in (["sweep"], ["interpret"]) and step is not dense_sweep:
+            assert str(tmp_path / "seed0" / "finetune" / "calibrated.pth") in step.argv
 
 
 def test_frontier_command_is_registered():
@@ -52,10 +62,15 @@ def test_frontier_command_is_registered():
     assert args.seeds == "1,2" and args.func.__module__ == "video_iared.frontier"
 
 
-def test_heatmap_scores_aggregate_in_percent():
-    seeds = [{"interpreters": {"miou": 0.5, "map": 0.4}, "rollout": {"miou": 0.3, "map": 0.35}},
-             {"interpreters": {"miou": 0.6, "map": 0.5}, "rollout": {"miou": 0.32, "map": 0.3}}]
+def test_heatmap_scores_aggregate_in_percent_for_every_metric():
+    def scores(miou, ap):
+        return {"pixel_acc": 0.7, "mean_acc": 0.6, "miou": miou, "map": ap}
+
+    seeds = [{"interpreter": scores(0.5, 0.4), "rollout": scores(0.3, 0.35)},
+             {"interpreter": scores(0.6, 0.5), "rollout": scores(0.32, 0.3)}]
     rows = aggregate_maps(seeds)
-    assert rows[0]["heatmap"] == "interpreters" and rows[0]["miou"] == pytest.approx(55.0)
-    assert rows[0]["map_spread"] == pytest.approx(10.0)
-    assert "| rollout | 31.0 ± 2.0 | 32.5 ± 5.0 |" in format_map_table(rows)
+    assert rows[0]["heatmap"] == "interpreter" and rows[0]["miou"] == pytest.approx(55.0)
+    assert rows[0]["map_spread"] == pytest.approx(10.0) and rows[0]["mean_acc"] == pytest.approx(60.0)
+    table = format_map_table(rows)
+    assert table.splitlines()[0] == "| heatmap | pixel acc. | mean acc. | mIoU | mAP | mIoU per seed |"
+    assert "| rollout | 70.0 ± 0.0 | 60.0 ± 0.0 | 31.0 ± 2.0 | 32.5 ± 5.0 | 30.0 / 32.0 |" in table
