@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     """Run every step (skipping finished ones), then write REPORT.md."""
     out = output_folder(args.out, args.fresh)
     steps = build_steps(out, args.num_train, args.num_val)
-    seconds = run_steps(steps, out, "make demo")
+    seconds = run_steps(steps, out, f"video-iared demo --out {args.out}")  # what make demo runs
     from video_iared.report import write_report
 
     report = write_report(out, [(s.name, s.seconds, s.skipped) for s in steps], seconds)
