@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast lint demo frontier bench bench-gpu clean
+.PHONY: install test test-fast lint demo frontier bench bench-gpu bench-data clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: $(STAMP)
 # TimeSformer-B / DeiT-S setting, on a CPU a 3-block model (BENCH_ARGS passes options through).
 bench-gpu: $(STAMP)
 	$(PY) benchmarks/gpu_speed.py $(BENCH_ARGS)
+
+# Training clips per CPU core, cores per H200 and storage per hour for each data format and loader option,
+# on generated and real footage (benchmark_data/, reused)
+bench-data: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/data_throughput.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_output frontier_output .pytest_cache

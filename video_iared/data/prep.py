@@ -158,7 +158,7 @@ def check_video(path: str, *, timeout: float = 60.0) -> CheckResult:
     return CheckResult(path, None if reason is None else " ".join(str(reason).split()))
 
 
-def extract_frames(src: str, dst: str, *, step: int = 2, quality: int = 90, chunk: int = 32) -> int:
+def extract_frames(src: str, dst: str, *, step: int = 4, quality: int = 85, chunk: int = 32) -> int:
     """Store every ``step``-th frame of the video ``src`` as JPEG (``quality``) in the frames folder of
     ``dst`` (``a/x.mp4`` -> ``a/x/``, see :mod:`.frames`), decoded by the training decoder (decord) so the
     frames are the ones a video clip would hold; returns the number stored.
