@@ -19,8 +19,8 @@ from typing import Any, Sequence
 from video_iared.config import CONFIG_DIR, load_config
 from video_iared.pipeline import Step, cli, data_prep, output_folder, run_steps
 
-__all__ = ["FINAL_KEEPS", "build_steps", "aggregate", "aggregate_maps", "format_table", "format_map_table",
-           "plot", "add_arguments", "run"]
+__all__ = ["FINAL_KEEPS", "MAP_METRICS", "build_steps", "aggregate", "aggregate_maps", "format_table",
+           "format_map_table", "plot", "add_arguments", "run"]
 
 CLUTTER = CONFIG_DIR / "clutter"
 FINAL_KEEPS = "0.5,0.3,0.2,0.1,0.05"  # cumulative keep after the last group: where the rules separate
@@ -96,23 +96,35 @@ def aggregate(per_seed: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, An
     return rows
 
 
+MAP_METRICS = (("pixel_acc", "pixel acc."), ("mean_acc", "mean acc."), ("miou", "mIoU"), ("map", "mAP"))
+
+
 def aggregate_maps(per_seed: Sequence[dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
-    """``interpretability.json`` of every seed -> per map (interpreters, attention, rollout, ...) the
-    mean and spread of mIoU and mAP, in percent."""
+    """``interpretability.json`` of every seed -> per map (interpreters, explanations, random) the mean
+    and spread of each of :data:`MAP_METRICS` (those the seeds report), in percent, and the per-seed
+    values of mIoU and mAP."""
     rows = []
     for name in per_seed[0]:
         row: dict[str, Any] = {"heatmap": name}
-        for metric in ("miou", "map"):
+        for metric, _ in MAP_METRICS:
+            if not all(metric in seed[name] for seed in per_seed):
+                continue
             values = [100 * seed[name][metric] for seed in per_seed]
             row[metric], row[f"{metric}_spread"] = statistics.fmean(values), _spread(values)
+            row[f"{metric}_per_seed"] = values
         rows.append(row)
     return rows
 
 
 def format_map_table(rows: Sequence[dict[str, Any]]) -> str:
-    lines = ["| heatmap | mIoU (mean ± spread) | mAP (mean ± spread) |", "|---|---:|---:|"]
-    lines += [f"| {r['heatmap']} | {r['miou']:.1f} ± {r['miou_spread']:.1f} "
-              f"| {r['map']:.1f} ± {r['map_spread']:.1f} |" for r in rows]
+    """Markdown: one row per map, each metric as mean ± spread over the seeds, mIoU per seed."""
+    metrics = [(key, title) for key, title in MAP_METRICS if key in rows[0]]
+    lines = ["| heatmap | " + " | ".join(title for _, title in metrics) + " | mIoU per seed |",
+             "|---|" + "---:|" * len(metrics) + "---|"]
+    for r in rows:
+        cells = [f"{r[key]:.1f} ± {r[f'{key}_spread']:.1f}" for key, _ in metrics]
+        seeds = " / ".join(f"{v:.1f}" for v in r.get("miou_per_seed", []))
+        lines.append(f"| {r['heatmap']} | " + " | ".join(cells) + f" | {seeds} |")
     return "\n".join(lines)
 
 
