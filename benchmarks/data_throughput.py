@@ -270,9 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         per_hour = {store: folder_bytes(folder) / seconds * 3600 / 1e9 for store, folder in layout.items()}
         base_storage = per_hour["gop250"]
         names = ", ".join(os.path.splitext(n)[0] for n in find_videos(layout["gop250"]))
-        print(f"\n{footage} footage ({names}; {seconds:.0f} s, 320p): JPEG frames of every {args.step}-th frame, "
-              f"quality {args.quality}, PSNR {frames_psnr(layout['gop16'], layout['frames']):.1f} dB against "
-              "the video at the same indices")
+        psnr = frames_psnr(layout["gop16"], layout["frames"])
+        print(f"\n{footage} footage ({names}; {seconds:.0f} s, 320p): JPEG frames of every {args.step}-th "
+              f"frame, quality {args.quality}, PSNR {psnr:.1f} dB against the video at the same indices")
         print("| format / option | clips/s per core | wall clips/s | vs GOP 250 | cores per H200, dense "
               "(132/s) | IA-RED2 (200/s) | storage GB/hour | vs 320p video |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -29,7 +29,7 @@ def frames_root(tmp_path_factory, tiny_video_dir):
     root = tmp_path_factory.mktemp("frames")
     for step in (1, 2):
         assert extract_script.main([os.path.join(tiny_video_dir, "videos"),
-                                    str(frames_root / f"step{step}" / "videos"),
+                                    str(root / f"step{step}" / "videos"),
                                     f"--step={step}", "--workers=1"]) == 0
     return root
 
