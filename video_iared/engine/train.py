@@ -30,7 +30,7 @@ from tqdm import tqdm
 from video_iared.config import Config, ConfigError
 from video_iared.errors import Interrupted
 from video_iared.data.files import atomic_write_text
-from video_iared.data.transforms import normalize_on_device
+from video_iared.data.transforms import clips_to_device
 from video_iared.flops import shape_of
 from video_iared.models.build import build_model, set_decision
 from video_iared.models.iared import backbone_of
@@ -38,12 +38,13 @@ from video_iared.models.registry import model_defaults
 
 from . import checkpoint as ckpt
 from . import distributed, policy
+from .data_wait import DataWait, available_cores, input_bound_verdict
 from .interrupt import StopSignals
 from .loading import CLASSES_KEY, check_classes, check_labels, checkpoint_classes, load_start_weights
 from .datasets import build_dataset, build_loader, input_spec, loader_seed
 from .run_log import RunLogger
 from .optim import build_optimizer, build_scheduler
-from .sampler import ResumableSampler
+from .sampler import ResumableSampler, videos_per_batch
 from .stages import (backbone_loss, check_stage, finetune_loss, interpreter_loss, set_trainable,
                      stage_info)
 from .validate import validate
@@ -136,17 +137,22 @@ class _Trainer:
         val_sampler = ResumableSampler(len(self.val_set), num_replicas=env.world_size, rank=env.rank,
                                        shuffle=False)
         pin = device.type == "cuda"
-        self.loader = build_loader(self.train_set, self.sampler, batch_size=batch,
-                                   num_workers=cfg.data.num_workers, drop_last=True, pin_memory=pin)
-        self.val_loader = build_loader(self.val_set, val_sampler, batch_size=batch,
-                                       num_workers=cfg.data.num_workers, drop_last=False, pin_memory=pin)
+        # batch_size counts clips; a loader batch is videos, each giving data.num_samples clips
+        self.videos_per_batch = videos_per_batch(batch, cfg.data.num_samples)
+        workers = dict(num_workers=cfg.data.num_workers, prefetch_factor=cfg.data.prefetch_factor,
+                       persistent_workers=cfg.data.persistent_workers, pin_memory=pin)
+        self.loader = build_loader(self.train_set, self.sampler, batch_size=self.videos_per_batch,
+                                   drop_last=True, **workers)
+        self.val_loader = build_loader(self.val_set, val_sampler, batch_size=batch, drop_last=False,
+                                       **workers)
+        self.data_wait = DataWait()
         self.accum = cfg.optim.accum_steps
-        self.steps_per_epoch = len(self.sampler) // batch // self.accum
+        self.steps_per_epoch = len(self.sampler) // self.videos_per_batch // self.accum
         if self.steps_per_epoch < 1:
             raise ConfigError(
                 f"an epoch must hold at least one optimiser step: {len(self.train_set)} training videos give "
                 f"{len(self.sampler)} per process ({env.world_size} processes), fewer than a step's "
-                f"{batch * self.accum} (data.batch_size={batch}, optim.accum_steps="
+                f"{self.videos_per_batch * self.accum} (data.batch_size={batch}, optim.accum_steps="
                 f"{self.accum}); lower data.batch_size or optim.accum_steps")
         self.global_batch = batch * env.world_size * self.accum
         self.optimizer = build_optimizer(self.model, cfg.optim, self.global_batch)
@@ -317,7 +323,8 @@ class _Trainer:
         self.net.train(self.stage != "interpreters")
         self.sampler.set_epoch(epoch)
         self.train_set.set_epoch(epoch)
-        self.sampler.set_start(self.step_in_epoch * cfg.data.batch_size)
+        self.sampler.set_start(self.step_in_epoch * self.videos_per_batch)
+        failed_before = self.train_set.failure_log.events
         self.loader.generator.manual_seed(loader_seed(cfg.run.seed, epoch))
         micro_batches = self.steps_per_epoch * self.accum
         bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch // self.accum,
@@ -325,11 +332,12 @@ class _Trainer:
                    dynamic_ncols=True)
         window: list[torch.Tensor] = []
         tick = time.perf_counter()
-        for index, batch in enumerate(self._until_stopped(self.loader), start=self.step_in_epoch):
+        for index, batch in enumerate(self._until_stopped(self.data_wait.batches(self.loader)),
+                                      start=self.step_in_epoch):
             if index >= micro_batches:
                 break
-            clips = normalize_on_device(batch["clip"].to(self.device, non_blocking=True),
-                                        self.spec.mean, self.spec.std)
+            clips = clips_to_device(batch["clip"], self.device, size=self.spec.crop_size, mean=self.spec.mean,
+                                    std=self.spec.std)
             labels = batch["label"].to(self.device, non_blocking=True)
             sync = (index + 1) % self.accum == 0
             no_sync = self.net.no_sync if self.env.distributed and not sync else contextlib.nullcontext
@@ -350,9 +358,12 @@ class _Trainer:
             if self.global_step % cfg.run.log_every == 0 or self.step_in_epoch == micro_batches:
                 mean = torch.stack(window).mean(0).tolist()
                 rate = len(window) * self.global_batch / self.accum / (time.perf_counter() - tick)
-                scalars = {"loss": mean[0], **dict(zip(stats, mean[1:])), "lr": lr, "clips_per_s": rate}
+                wait = self.data_wait.window_share()
+                scalars = {"loss": mean[0], **dict(zip(stats, mean[1:])), "lr": lr, "clips_per_s": rate,
+                           "data_wait": wait}
                 self.logger.log("train", epoch=epoch, step=self.global_step, **scalars)
-                bar.set_postfix(loss=f"{mean[0]:.4f}", lr=f"{lr:.2e}", clips_s=f"{rate:.1f}")
+                bar.set_postfix(loss=f"{mean[0]:.4f}", lr=f"{lr:.2e}", clips_s=f"{rate:.1f}",
+                                data_wait=f"{100 * wait:.0f}%")
                 window, tick = [], time.perf_counter()
             if cfg.run.ckpt_every_steps and self.global_step % cfg.run.ckpt_every_steps == 0 \
                     and self.step_in_epoch < micro_batches:
@@ -360,6 +371,11 @@ class _Trainer:
             if self._should_stop():
                 break
         bar.close()
+        replaced = self.train_set.failure_log.events - failed_before  # this process's workers only
+        if replaced:
+            self.logger.log("train", epoch=epoch, step=self.global_step, replaced_videos=replaced)
+            tqdm.write(f"epoch {epoch + 1}: {replaced} unreadable training videos replaced by random others "
+                       f"(listed in the log; data_prep/check_videos.py finds them all)")
         if self.stopping:
             self._save_and_stop()
 
@@ -395,6 +411,11 @@ class _Trainer:
         if not metrics:  # resumed after the last epoch's checkpoint: report the final model
             metrics = self.validate()
         self.logger.close()
+        if self.env.is_main and self.data_wait.run_total:
+            data = cfg.data
+            tqdm.write(input_bound_verdict(self.data_wait.run_share, num_workers=data.num_workers,
+                                           cores=available_cores(), format=data.format,
+                                           augment_on=data.augment_on, num_samples=data.num_samples))
         result = {"stage": self.stage, "epochs": cfg.optim.epochs, "global_step": self.global_step,
                   "checkpoint": str(ckpt.checkpoint_path(self.out)), **metrics}
         if self.env.is_main:  # marks the stage finished (the demo and scripts look for it)
