@@ -81,13 +81,18 @@ class TimeSformer(nn.Module):
 
     Keyword arguments carry the official names and meanings. ``pos_embed`` / ``time_embed`` are
     resized by nearest interpolation when the clip's grid or frame count differ (as the official).
+    ``temporal_windows``: the dense temporal step runs in 64-row windows of whole locations with a
+    block-diagonal mask (:func:`~video_iared.models.tokens.run_windows`), as packed IA-RED² rows always
+    do, instead of one T-long sequence per location (same results; which is faster depends on the GPU:
+    ``benchmarks/gpu_speed.py`` times both).
     """
 
     def __init__(self, *, img_size: int = 224, patch_size: int = 16, in_chans: int = 3,
                  num_classes: int = 400, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, num_frames: int = 8,
-                 attention_type: AttentionType = "divided_space_time", init_std: float = 0.02) -> None:
+                 attention_type: AttentionType = "divided_space_time", init_std: float = 0.02,
+                 temporal_windows: bool = False) -> None:
         super().__init__()
         if attention_type not in ATTENTION_TYPES:
             raise ValueError(f"attention_type {attention_type!r} is not one of {ATTENTION_TYPES}")
@@ -98,6 +103,7 @@ class TimeSformer(nn.Module):
         self.grid_size = img_size // patch_size
         self.num_features = self.embed_dim = embed_dim
         self.grad_checkpointing = False
+        self.temporal_windows = temporal_windows
 
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -167,7 +173,7 @@ class TimeSformer(nn.Module):
             if frames != time.shape[1]:
                 time = resize_time_embed(time, frames)
             patches = self.time_drop(patches + time[:, None])
-        layout = TokenLayout(batch, frames, height * width, x.device)
+        layout = TokenLayout(batch, frames, height * width, x.device, windowed=self.temporal_windows)
         return TokenState(cls, rearrange(patches, "b n t d -> (b n t) d"), layout)
 
     def forward_blocks(self, state: TokenState, start: int = 0, end: int | None = None) -> TokenState:

@@ -172,7 +172,8 @@ class TokenLayout:
     ``longest_frame`` is the most tokens any frame kept, when known (data-dependent decisions read it
     with the count); ``present`` (B, N*T) bool is the keep mask behind ``index``.
     ``visible`` (M,) bool marks the rows attention may use as keys (``None``: all); only the masking
-    baseline (:meth:`hide`) sets it. Coordinates and plans are computed on first use and memoised (a
+    baseline (:meth:`hide`) sets it. ``windowed``: the dense layout's temporal step also runs in run
+    windows (packed layouts always do). Coordinates and plans are computed on first use and memoised (a
     plain dict: no lock, so ``torch.compile`` traces it), so all blocks between two interpreters
     share them.
     """
@@ -189,6 +190,7 @@ class TokenLayout:
     present: Tensor | None = None
     visible: Tensor | None = None
     per_frame: int | None = None
+    windowed: bool = False
     _memo: dict = field(default_factory=dict, repr=False)
 
     def _memoised(self, name: str, make: Callable[[], object]):
@@ -265,7 +267,7 @@ class TokenLayout:
         rows = index if self.index is None else self._row_of_position().index_select(0, index)
         visible = None if self.visible is None else self.visible.index_select(0, rows)
         layout = TokenLayout(self.batch, self.frames, self.locations, self.device, index, counts,
-                             longest, uniform, longest_frame, keep, visible, per_frame)
+                             longest, uniform, longest_frame, keep, visible, per_frame, self.windowed)
         return layout, rows
 
     def hide(self, keep: Tensor) -> TokenLayout:
@@ -277,7 +279,7 @@ class TokenLayout:
             visible = visible & self.visible
         return TokenLayout(self.batch, self.frames, self.locations, self.device, self.index, self.counts,
                            self.longest, self.uniform, self.longest_frame, self.present, visible,
-                           self.per_frame)
+                           self.per_frame, self.windowed)
 
     def _keys(self, num_cls: int) -> Tensor | None:
         """(num_cls + M,) key flags of the rows ``[CLS rows, patches]``; ``None``: every row is a key."""
@@ -296,7 +298,7 @@ class TokenLayout:
 
     def _temporal_sequences(self) -> SequencePlan:
         count = self.batch * self.locations
-        if self.index is None or self.visible is not None:   # (b n t) order: the flat position is the slot
+        if (self.index is None and not self.windowed) or self.visible is not None:   # slot = flat position
             return sequence_plan(self.index, count, self.frames, self._keys(0), fill_empty=True)
         return run_windows(self.flat // self.frames, self.frames)
 
