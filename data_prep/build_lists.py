@@ -47,7 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        return build(build_parser().parse_args(argv))
+    except (OSError, ValueError) as err:  # a missing or malformed annotation file, a tree of another layout
+        print(f"build_lists.py: {err}", file=sys.stderr)
+        return 2
+
+
+def build(args: argparse.Namespace) -> int:
+    """Write the lists and classes.json that ``args`` describe (see the module docstring)."""
     videos_dir = os.path.abspath(args.videos_dir)
     if not os.path.isdir(videos_dir):
         raise SystemExit(f"{args.videos_dir}: no such folder")

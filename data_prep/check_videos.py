@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:  # a missing, empty or malformed list: one line, before any journal is made
+        read_list(args.list, path_prefix=args.path_prefix)
+    except (OSError, ValueError) as err:
+        print(f"check_videos.py: {err}", file=sys.stderr)
+        return 2
     journal_dir = os.path.abspath(args.journal or args.list + ".check")
     os.makedirs(journal_dir, exist_ok=True)
     list_path = os.path.abspath(args.list)

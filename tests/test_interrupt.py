@@ -70,6 +70,9 @@ def run(args: list[str]) -> subprocess.CompletedProcess:
 def test_ctrl_c_saves_the_step_and_the_rerun_resumes_exactly(small_synthetic, tmp_path):
     full, stopped = tmp_path / "full", tmp_path / "stopped"
     assert run(["-m", "video_iared.cli", "train", *train_args(small_synthetic, full)]).returncode == 0
+    stopped.mkdir()  # an earlier attempt, stopped before its first checkpoint, left a row behind
+    (stopped / "metrics.jsonl").write_text(json.dumps({"split": "train", "epoch": 0, "step": 2, "loss": 9.0})
+                                           + "\n")
     proc = run(["tests/interrupt_at_step.py", "3", "INT", *train_args(small_synthetic, stopped)])
     assert proc.returncode == 130, proc.stderr[-3000:]
     saved = f"SIGINT: stopped at step 3 (epoch 1); checkpoint saved to {stopped / 'checkpoint.pth'}"

@@ -102,3 +102,18 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(cli, "_REGISTRARS", [cli._register_flops])
     with pytest.raises(ValueError, match="a programming error"):
         main(["flops"])
+
+
+def test_data_prep_scripts_report_bad_inputs_in_one_line(data, tmp_path, capsys):
+    from data_prep import build_lists, check_videos
+
+    (tmp_path / "empty.csv").write_text("")
+    assert check_videos.main([str(tmp_path / "empty.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"check_videos.py: {tmp_path / 'empty.csv'}: no items"
+    header = "label,youtube_id,time_start,time_end,split\n"
+    (tmp_path / "train.csv").write_text(header + "walk,abc,zero,10,train\n")
+    assert build_lists.main([str(data["root"] / "videos"), "--out", str(tmp_path / "lists"),
+                             "--annotations", str(tmp_path / "train.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("build_lists.py: ") and "train.csv:2" in err and "\n" not in err

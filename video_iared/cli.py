@@ -11,6 +11,7 @@ by SIGINT/SIGTERM after saving exits 128 + the signal; anything else is a bug an
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Callable
@@ -337,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as err:
         print(f"video-iared {args.command}: {err}", file=sys.stderr)
         return err.exit_status
+    except KeyboardInterrupt:  # Ctrl-C outside training, or a second one during it: nothing to save
+        print(f"\nvideo-iared {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except _user_errors() as err:
         kind = "config error: " if isinstance(err, ConfigError) else ""
         print(f"video-iared {args.command}: {kind}{' '.join(str(err).split())}", file=sys.stderr)
