@@ -76,25 +76,21 @@ def fit_thresholds(model: IARed, clips: Sequence[Tensor], budget: Sequence[float
     ``floor_share`` of that (one pass per group)."""
     if len(budget) != len(model.group_starts):
         raise ValueError(f"{len(budget)} budgets for {len(model.group_starts)} interpreter groups")
-    saved = model.thresholds, model.min_kept
     fitted: list[float] = []
     tokens = 0
     floors: list[int] = []
-    try:
-        for g, share in enumerate(budget):
-            # earlier groups at their fitted thresholds; this one and later ones keep every token
-            model.thresholds = fitted + [-math.inf] * (len(budget) - g)
-            model.min_kept = floors + [0] * (len(budget) - g)
-            per_clip, total = [], 0
-            for clip in clips:
-                group = model(clip, decision="calibrated").groups[g]
-                tokens = group.keep[0].numel()
-                per_clip += [scores[keep].float().cpu() for scores, keep in zip(group.scores, group.keep)]
-                total += tokens * clip.shape[0]
-            floors.append(round(floor_share * share * tokens))
-            fitted.append(floored_threshold(per_clip, round(share * total), floors[-1]))
-    finally:
-        model.thresholds, model.min_kept = saved
+    for g, share in enumerate(budget):
+        # earlier groups at their fitted thresholds; this one and later ones keep every token
+        thresholds = fitted + [-math.inf] * (len(budget) - g)
+        min_kept = floors + [0] * (len(budget) - g)
+        per_clip, total = [], 0
+        for clip in clips:
+            group = model(clip, decision="calibrated", thresholds=thresholds, min_kept=min_kept).groups[g]
+            tokens = group.keep[0].numel()
+            per_clip += [scores[keep].float().cpu() for scores, keep in zip(group.scores, group.keep)]
+            total += tokens * clip.shape[0]
+        floors.append(round(floor_share * share * tokens))
+        fitted.append(floored_threshold(per_clip, round(share * total), floors[-1]))
     return fitted, floors
 
 
