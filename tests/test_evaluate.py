@@ -66,14 +66,18 @@ def test_dedupe_keeps_first_occurrence_of_each_key():
 
 
 def test_topk_and_per_class():
-    scores = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.15, 0.05], [0.2, 0.3, 0.5]])
-    labels = torch.tensor([1, 1, 0])
+    """Six classes, so top-5 can miss: the third clip's label is ranked last."""
+    scores = torch.tensor([[0.1, 0.9, 0.0, 0.0, 0.0, 0.0], [0.8, 0.15, 0.05, 0.0, 0.0, 0.0],
+                           [0.3, 0.25, 0.2, 0.15, 0.1, 0.0]])
+    labels = torch.tensor([1, 1, 5])
     hits = topk_correct(scores, labels, ks=(1, 2, 5))
     assert hits[1].tolist() == [True, False, False]
     assert hits[2].tolist() == [True, True, False]
-    assert hits[5].all()
-    acc = per_class_accuracy(hits[1], labels, 3)
-    assert acc[0] == 0.0 and acc[1] == 0.5 and math.isnan(acc[2])
+    assert hits[5].tolist() == [True, True, False]
+    three = topk_correct(scores[:, :3], torch.tensor([1, 1, 2]), ks=(5,))  # k clipped to the classes
+    assert three[5].all()
+    acc = per_class_accuracy(hits[1], labels, 6)
+    assert acc[1] == 0.5 and acc[5] == 0.0 and math.isnan(acc[0])
 
 
 def test_metrics_exclude_failed_videos_and_files_open(tmp_path):
@@ -88,7 +92,9 @@ def test_metrics_exclude_failed_videos_and_files_open(tmp_path):
     assert metrics["gflops_per_view"] == pytest.approx(2.0)
     assert metrics["kept_share"] == pytest.approx(0.5) and metrics["kept_share_per_group"] == [0.5, 0.5]
     assert metrics["clips_per_second"] == 5.0
-    print(format_table(metrics))
+    table = format_table(metrics).splitlines()
+    assert "failed videos" in table[-1] and table[-1].endswith(" 1")
+    assert any(line.startswith("clip top-1 / top-5") and "25.00 /" in line for line in table)
     write_metrics(metrics, tmp_path / "metrics.json")
     assert json.loads((tmp_path / "metrics.json").read_text())["video_top1"] == metrics["video_top1"]
     paths = [f"v{i}.mp4" for i in range(NUM_VIDEOS + 1)]
