@@ -19,7 +19,7 @@ from video_iared.engine.checkpoint import checkpoint_path, load_checkpoint
 from video_iared.launch.cluster import ClusterOptions, job_folder, submit_shards
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
-cloudpickle.register_pickle_by_value(resize_videos)  # data_prep/ is scripts, not a package a job imports
+cloudpickle.register_pickle_by_value(resize_videos)  # data_prep.* is found only from the checkout root
 
 # The engine as slurm/submit.py launches it: configs/tiny/backbone.yaml (at depth 4) on 2 CPU tasks, on 64 px,
 # 32-frame clips: 0.3 s a step on this machine's 2 cores (0.8 s on a slower, busier one). A hard requeue
