@@ -58,6 +58,7 @@ class Option:
     store: str  # folder key in the footage's layout: gop250 | gop16 | frames
     num_samples: int = 1
     augment_on: str = "host"
+    decode_threads: int = 1
 
 
 OPTIONS = (
@@ -65,6 +66,7 @@ OPTIONS = (
     Option("video, GOP 16", "gop16"),
     Option("video, GOP 16, num_samples 2", "gop16", num_samples=2),
     Option("video, GOP 16, resize on device", "gop16", augment_on="device"),
+    Option("video, GOP 16, 2 decode threads", "gop16", decode_threads=2),
     Option("JPEG frames", "frames"),
     Option("JPEG frames, resize on device", "frames", augment_on="device"),
     Option("JPEG frames, num_samples 2", "frames", num_samples=2),
@@ -157,7 +159,8 @@ def make_dataset(option: Option, list_path: str, prefix: str) -> VideoDataset:
     return VideoDataset(list_path, split="train", num_frames=NUM_FRAMES, sampling_rate=SAMPLING_RATE,
                         crop_size=CROP, train_jitter_scales=JITTER, with_masks=False, path_prefix=prefix,
                         format="frames" if option.store == "frames" else "video",
-                        num_samples=option.num_samples, augment_on=option.augment_on)
+                        num_samples=option.num_samples, augment_on=option.augment_on,
+                        decode_threads=option.decode_threads)
 
 
 def measure(option: Option, list_path: str, prefix: str, *, cpu_seconds: float,
@@ -208,6 +211,27 @@ def nvjpeg_rate(frames_root: str, device: torch.device, *, seconds: float) -> tu
     return clips / (time.process_time() - cpu0), clips / (time.perf_counter() - wall0)
 
 
+# (workers, prefetch_factor, persistent_workers): DataLoader settings, timed over several short epochs
+LOADER_SETTINGS = ((1, 2, True), (2, 2, True), (2, 4, True), (2, 2, False))
+
+
+def loader_rate(list_path: str, prefix: str, *, workers: int, prefetch: int, persistent: bool,
+                epochs: int = 3, batches: int = 3) -> float:
+    """Wall clips/s of a DataLoader over JPEG frames for ``epochs`` epochs of ``batches`` batches, each
+    epoch's start (worker start-up unless persistent, the queue filling) included."""
+    dataset = make_dataset(Option("JPEG frames", "frames"), list_path, prefix)
+    indices = [i % len(dataset) for i in range(batches * BATCH)]
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=BATCH,
+                                         num_workers=workers, prefetch_factor=prefetch,
+                                         persistent_workers=persistent, collate_fn=collate_items)
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        dataset.set_epoch(epoch)
+        for _ in loader:
+            pass
+    return epochs * batches * BATCH / (time.perf_counter() - start)
+
+
 # -- report ------------------------------------------------------------------------------------------------
 def prepare(footage: str, root: str, num_videos: int, step: int, quality: int) -> dict[str, str] | None:
     """``{store: folder}`` with a list in each video folder, or None when the footage is unavailable."""
@@ -232,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=int, default=4, help="frames: keep every step-th (default 4)")
     parser.add_argument("--quality", type=int, default=85, help="frames: JPEG quality (default 85)")
     parser.add_argument("--footage", nargs="+", choices=("generated", "real"), default=["generated", "real"])
+    parser.add_argument("--no-loader", dest="loader", action="store_false",
+                        help="skip the DataLoader settings table")
     parser.add_argument("--options", nargs="+", type=int, default=list(range(len(OPTIONS))),
                         help="row numbers of OPTIONS to run (default all)")
     args = parser.parse_args(argv)
@@ -292,6 +318,17 @@ def main(argv: list[str] | None = None) -> int:
                   f"{per_hour['frames']:.2f} | {per_hour['frames'] / base_storage:.2f}x |")
         else:
             print("| JPEG frames, nvJPEG decode on the GPU | not measured: no CUDA device | | | | | | |")
+    if args.loader and "generated" in layouts:
+        layout = layouts["generated"]
+        print(f"\nDataLoader settings, JPEG frames of the generated footage: wall clips/s over 3 epochs of "
+              f"{3 * BATCH} clips, epoch starts included ({os.cpu_count()} cores, shared with the main "
+              "process)")
+        print("| workers | prefetch_factor | persistent_workers | wall clips/s |")
+        print("|---:|---:|---|---:|")
+        for workers, prefetch, persistent in LOADER_SETTINGS:
+            rates = [loader_rate(lists[("generated", "frames")], layout["frames"], workers=workers,
+                                 prefetch=prefetch, persistent=persistent) for _ in range(args.rounds)]
+            print(f"| {workers} | {prefetch} | {persistent} | {statistics.median(rates):.1f} |")
     return 0
 
 
