@@ -17,6 +17,7 @@ import venv
 from pathlib import Path
 
 import pytest
+from tiny_videos import save_tiny_checkpoint
 from train_helpers import REPO
 
 pytestmark = pytest.mark.slow
@@ -26,24 +27,18 @@ NOT_SHIPPED = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-in
                                      "*_output", "runs", "tests", "docs", "benchmarks", "benchmark_videos",
                                      ".pytest_cache")
 
-# run inside the installed venv: where the package lives, the demo's and frontier's steps, a checkpoint
+# run inside the installed venv: where the package lives, and the demo's and frontier's steps
 PROBE = """
 import importlib.util, json, sys
 from pathlib import Path
-import torch
 import video_iared
 from video_iared import demo, frontier
-from video_iared.config import load_config
-from video_iared.models.build import build_model
 
-out, ckpt = Path(sys.argv[1]), sys.argv[2]
+out = Path(sys.argv[1])
 steps = demo.build_steps(out, 3, 3) + frontier.build_steps(out, [0], 3, 3)
 argvs = [s.argv for s in steps]
 modules = sorted({a[a.index("-m") + 1] for a in argvs})
 configs = sorted({a[a.index("--config") + 1] for a in argvs if "--config" in a})
-torch.manual_seed(0)
-cfg = load_config("tiny/backbone", ["model.num_classes=3"])
-torch.save({"model": build_model(cfg.model).state_dict(), "config": cfg.to_dict()}, ckpt)
 found = {m: importlib.util.find_spec(m) is not None for m in modules}
 print(json.dumps({"package": video_iared.__file__, "generate": argvs[0], "modules": found,
                   "configs": configs}))
@@ -85,7 +80,7 @@ def test_wheel_runs_flops_by_config_name_and_predict_away_from_the_checkout(inst
     flops = _run([str(cli), "flops", "--config", "tiny/backbone"], here)
     assert "GFLOPs per view" in flops and "timesformer_tiny" in flops
 
-    probe = json.loads(_run([str(python), "-c", PROBE, str(here / "out"), str(here / "tiny.pth")], here))
+    probe = json.loads(_run([str(python), "-c", PROBE, str(here / "out")], here))
     assert Path(probe["package"]).is_relative_to(installed)  # the wheel's copy, not the checkout
     assert probe["modules"] == {"video_iared.cli": True, "video_iared.data_prep.check_videos": True,
                                 "video_iared.data_prep.make_synthetic": True}
@@ -94,6 +89,7 @@ def test_wheel_runs_flops_by_config_name_and_predict_away_from_the_checkout(inst
 
     _run(probe["generate"], here)  # the demo's generator, 3 + 3 videos
     data = here / "out" / "data"
+    checkpoint = save_tiny_checkpoint(here / "tiny.pth")  # random init, 3 classes, 32-px frames
     prediction = _run([str(cli), "predict", str(data / "videos" / "val" / "00001.mp4"), "--checkpoint",
-                       str(here / "tiny.pth"), "--classes", str(data / "classes.json")], here)
+                       str(checkpoint), "--classes", str(data / "classes.json")], here)
     assert "top-5:" in prediction and "moving" in prediction and "GFLOPs" in prediction
