@@ -7,6 +7,7 @@ from train_helpers import REPO
 
 from video_iared.cli import report_model_cost
 from video_iared.config import Config, ConfigError, load_config, parse_override
+from video_iared.models.build import check_decision
 
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 
@@ -70,15 +71,26 @@ def test_a_partial_is_merged_as_a_base_and_refused_alone(tmp_path):
         load_config(tmp_path / "stage.yaml")
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: str(path.relative_to(REPO / "configs")))
+BIG = ("hr_16x448", "l_96x224")  # TimeSformer-HR and -L take most of a minute to build on a CPU
+
+
+@pytest.mark.parametrize("path", [pytest.param(path, marks=pytest.mark.slow)
+                                  if any(big in path.name for big in BIG) else path for path in CONFIGS],
+                         ids=lambda path: str(path.relative_to(REPO / "configs")))
 def test_every_config_builds_or_names_its_base(path, tmp_path):
-    """``video-iared flops`` (the model built, no weights) works on every file under configs/, or the
-    file is a partial whose ConfigError names the model config to layer it on — and layered, it works."""
+    """``video-iared flops`` (its config checks, the model built, no weights) works on every file under
+    configs/, or the file is a partial whose ConfigError names the model config to layer it on — and
+    layered, it works."""
+    def flops(config_path) -> str:
+        cfg = load_config(config_path)
+        check_decision(cfg.iared, len(cfg.model.interpreter_blocks))  # what every command checks
+        return report_model_cost(cfg)
+
     try:
-        report = report_model_cost(load_config(path))
+        report = flops(path)
     except ConfigError as err:
         base = os.path.normpath(path.parent / yaml.safe_load(path.read_text())["_layer_on_"])
         assert f"layered on a model config such as {base}" in str(err)
         (tmp_path / "layered.yaml").write_text(yaml.safe_dump({"_base_": [base, str(path)]}))
-        report = report_model_cost(load_config(tmp_path / "layered.yaml"))
+        report = flops(tmp_path / "layered.yaml")
     assert "GFLOPs per view" in report
