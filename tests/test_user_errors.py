@@ -79,6 +79,13 @@ def test_flops_checks_budgets_as_train_does(capsys, budget, message):
     assert "iared.budget" in err and message in err
 
 
+def test_flops_keep_ratio_is_checked(capsys):
+    err = one_line_error(["flops", "--config", "configs/tiny/finetune.yaml", "--keep-ratio", "1.5"], capsys)
+    assert "--keep-ratio 1.5" in err and "(0, 1]" in err
+    err = one_line_error(["flops", "--config", "configs/tiny/backbone.yaml", "--keep-ratio", "0.5"], capsys)
+    assert "dense" in err
+
+
 def test_unknown_model_name_and_yaml_syntax(tmp_path, capsys):
     err = one_line_error(["flops", "model.name=timesformer_tiny6_patch8_23"], capsys)
     assert "did you mean timesformer_tiny6_patch8_32" in err

@@ -60,7 +60,18 @@ def _checkpoint_config(args: argparse.Namespace) -> Config:
 
 
 def _cmd_flops(args: argparse.Namespace) -> int:
-    print(report_model_cost(_config(args), keep_ratio=args.keep_ratio))
+    from video_iared.models.interpreter import check_budgets
+
+    cfg = _config(args)
+    if args.keep_ratio is not None:
+        if not cfg.model.interpreter_blocks:
+            raise UserError("--keep-ratio applies to IA-RED² configs (model.interpreter_blocks); this "
+                            "model is dense")
+        try:
+            check_budgets([args.keep_ratio])
+        except ValueError as err:
+            raise UserError(f"--keep-ratio {args.keep_ratio}: {err}") from None
+    print(report_model_cost(cfg, keep_ratio=args.keep_ratio))
     return 0
 
 
