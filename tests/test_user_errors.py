@@ -86,6 +86,13 @@ def test_flops_keep_ratio_is_checked(capsys):
     assert "dense" in err
 
 
+@pytest.mark.parametrize("flag, value", [("--final-keeps", "0.5,1.5"), ("--keep-ratios", "0"),
+                                         ("--thresholds", "-0.2")])
+def test_sweep_points_are_checked(data, capsys, flag, value):
+    err = one_line_error(["sweep", "--checkpoint", str(data["ckpt"]), flag, value], capsys)
+    assert flag in err and ("(0, 1]" in err or "[0, 1]" in err)
+
+
 def test_unknown_model_name_and_yaml_syntax(tmp_path, capsys):
     err = one_line_error(["flops", "model.name=timesformer_tiny6_patch8_23"], capsys)
     assert "did you mean timesformer_tiny6_patch8_32" in err

@@ -172,6 +172,14 @@ def _numbers(kind: type) -> Callable[[str], list]:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from video_iared.sweep import sweep
 
+    shares = {"--keep-ratios": args.keep_ratios, "--final-keeps": args.final_keeps}
+    for flag, values in shares.items():
+        outside = [v for v in values or () if not 0.0 < v <= 1.0]
+        if outside:
+            raise UserError(f"{flag} {','.join(f'{v:g}' for v in outside)}: shares of the tokens, in (0, 1]")
+    outside = [t for t in args.thresholds if not 0.0 <= t <= 1.0]
+    if outside:
+        raise UserError(f"--thresholds {','.join(f'{t:g}' for t in outside)}: interpreter scores, in [0, 1]")
     sweep(_checkpoint_config(args), args.checkpoint, thresholds=args.thresholds,
           keep_ratios=args.keep_ratios or (), final_keeps=args.final_keeps, tome_r=args.tome_r,
           oracle=args.oracle, methods=args.methods, group_starts=args.group_starts, warmup=args.warmup)
