@@ -103,8 +103,13 @@ def test_wheel_runs_flops_by_config_name_and_predict_away_from_the_checkout(inst
     assert Path(probe["package"]).is_relative_to(installed)  # the wheel's copy, not the checkout
     assert probe["modules"] == {"video_iared.cli": True, "video_iared.data_prep.check_videos": True,
                                 "video_iared.data_prep.make_synthetic": True}
-    assert probe["configs"] and all(Path(c).is_file() and Path(c).is_relative_to(installed)
+    venv = installed.resolve()  # the configs are copies in the venv, not links to the checkout
+    assert probe["configs"] and all(Path(c).is_file() and Path(c).resolve().is_relative_to(venv)
                                     for c in probe["configs"])
+    (metadata,) = installed.glob("lib/python*/site-packages/video_iared-*.dist-info/METADATA")
+    requires = [line for line in metadata.read_text().splitlines()
+                if line.startswith("Requires-Dist: pytorchvideo")]
+    assert requires and all('extra == "bench"' in line for line in requires)  # a benchmark's dependency only
 
     _run(probe["generate"], here)  # the demo's generator, 3 + 3 videos
     data = here / "out" / "data"
