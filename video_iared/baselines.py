@@ -214,7 +214,7 @@ def oracle_predictor(model: TimeSformer, group_starts: Sequence[int], budget: Se
     counts = budget_counts(budget, _tokens(model))
 
     def predict(clip: Tensor, masks: Tensor) -> Prediction:
-        scores = oracle_scores(_masks_like(masks, clip), model.patch_size, generator)
+        scores = oracle_scores(_masks_like(masks, clip), shape_of(model).patch_size, generator)
         return drop_forward(model, clip, group_starts, counts, _fixed(scores), 0)
 
     return MaskPredictor(predict)
@@ -225,7 +225,7 @@ def actor_tube_predictor(model: TimeSformer, group_start: int) -> MaskPredictor:
     each sample keeps its own count (none when its view shows no actor)."""
 
     def predict(clip: Tensor, masks: Tensor) -> Prediction:
-        coverage = tube_coverage(_masks_like(masks, clip), model.patch_size, model.num_frames)
+        coverage = tube_coverage(_masks_like(masks, clip), *_patch_and_frames(model))
         return drop_forward(model, clip, [group_start], [(coverage > 0).sum(1)], _fixed(coverage), 0)
 
     return MaskPredictor(predict)
@@ -237,21 +237,31 @@ def random_same_count_predictor(model: TimeSformer, group_start: int, seed: int 
     generator = torch.Generator().manual_seed(seed)
 
     def predict(clip: Tensor, masks: Tensor) -> Prediction:
-        count = (tube_coverage(_masks_like(masks, clip), model.patch_size, model.num_frames) > 0).sum(1)
+        count = (tube_coverage(_masks_like(masks, clip), *_patch_and_frames(model)) > 0).sum(1)
         return drop_forward(model, clip, [group_start], [count], random_scores(generator), 0)
 
     return MaskPredictor(predict)
 
 
+def _patch_and_frames(model: TimeSformer) -> tuple[int, int]:
+    shape = shape_of(model)
+    return shape.patch_size, shape.num_frames
+
+
 def _masks_like(masks: Tensor, clip: Tensor) -> Tensor:
-    """``masks`` (B, T, H, W), checked against the clip (B, C, T, H, W) they were cropped with."""
+    """``masks`` (B, T, H, W), checked against the clip (B, C, T, H, W) they were cropped with (images
+    (B, C, H, W): masks (B, 1, H, W))."""
+    if clip.dim() == 4:
+        clip = clip[:, :, None]
     if masks.shape != clip[:, 0].shape:
         raise ValueError(f"actor masks {tuple(masks.shape)} do not match clips {tuple(clip.shape)}")
     return masks
 
 
 def _tokens(model: TimeSformer) -> int:
-    return model.num_frames * model.grid_size ** 2
+    """T·N patch tokens of a TimeSformer or DeiT (T = 1) at its own input size."""
+    shape = shape_of(model)
+    return shape.num_frames * shape.num_patches
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,8 +356,9 @@ class ToMeBlock(nn.Module):
 
     def __init__(self, block: Block, merge: int) -> None:
         super().__init__()
-        if block.attention_type != "divided_space_time":
-            raise ValueError(f"ToMe is adapted to divided_space_time attention, not {block.attention_type}")
+        kind = getattr(block, "attention_type", "image")
+        if kind != "divided_space_time":
+            raise ValueError(f"ToMe is adapted to divided_space_time attention, not {kind}")
         self.block, self.merge = block, merge
 
     def forward(self, state: MergedTokens) -> MergedTokens:

@@ -78,7 +78,9 @@ class DataConfig:
     num_workers: int = 4
     flip: Optional[bool] = None  # None: off when classes.json says flip_sensitive
     # the input path (docs/design.md, Data path; README, Data loading)
-    format: Literal["video", "frames"] = "video"  # frames: JPEG folders of data_prep/extract_frames.py
+    # frames: JPEG folders of data_prep/extract_frames.py; images: an ImageNet-layout folder
+    # (root/{train,val}/CLASS/IMAGE, masks in root/masks/...), each image a one-frame clip
+    format: Literal["video", "frames", "images"] = "video"
     num_samples: int = 1  # training clips per decoded window (repeated sampling); divides batch_size
     augment_on: Literal["host", "device"] = "host"  # device: resize on the GPU in the training step
     decode_threads: int = 1  # decord threads per worker

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from video_iared.config import Config, ConfigError
 from video_iared.errors import UserError
 from video_iared.data.files import mask_sidecar_path
+from video_iared.data.image_clips import ImageClips
 from video_iared.data.kinetics import VideoDataset, collate_items, load_dataset_info, read_list
 from video_iared.models.registry import get_model_info
 
@@ -69,6 +70,9 @@ def build_dataset(cfg: Config, split: Literal["train", "val", "test"], spec: Inp
     data = cfg.data
     if not data.root:
         raise ConfigError("data.root is not set: point it at the folder holding the video lists")
+    if data.format == "images":   # an ImageNet-layout folder, each image a one-frame clip
+        return ImageClips(data.root, split, crop_size=spec.crop_size, with_masks=with_masks, flip=data.flip,
+                          seed=cfg.run.seed)
     list_name = {"train": data.train_list, "val": data.val_list, "test": data.test_list}[split]
     list_path = os.path.join(data.root, list_name)
     views_with_masks = split == "test" and with_masks

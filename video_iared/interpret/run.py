@@ -100,14 +100,16 @@ def explain_video(loaded: LoadedModel, video: str | Path, out_dir: str | Path, *
 
 def mask_batches(loaded: LoadedModel, *, batch_size: int = 8, max_items: int | None = None,
                  imagenet_seg: str | None = None) -> DataLoader:
-    """Batches with masks: the config's val list (centre view, mask sidecars cropped like the clips),
-    or the ImageNet-Segmentation file ``imagenet_seg`` (``gtsegs_ijcv.mat``) at the model's crop size."""
+    """Batches with masks: the config's val list (centre view, mask sidecars cropped like the clips), an
+    image folder's val images and masks (``data.format=images``), or the ImageNet-Segmentation file
+    ``imagenet_seg`` (``gtsegs_ijcv.mat``) at the model's crop size."""
     cfg = loaded.cfg
     if imagenet_seg:
         dataset = ImageNetSegmentation(imagenet_seg, size=loaded.spec.crop_size)
     else:
         dataset = build_dataset(cfg, "val", loaded.spec, with_masks=True)   # the engine's default: no masks
-        if not os.path.exists(mask_sidecar_path(dataset.items[0][0])):
+        # an image folder's masks are checked by its dataset (data.format=images: root/masks/val)
+        if cfg.data.format != "images" and not os.path.exists(mask_sidecar_path(dataset.items[0][0])):
             raise FileNotFoundError(f"no mask sidecar beside {dataset.items[0][0]} (expected "
                                     f"{mask_sidecar_path(dataset.items[0][0])})")
     if max_items is not None:

@@ -60,6 +60,10 @@ _VARIANTS: dict[str, tuple[ModelInfo, type[nn.Module], dict[str, Any]]] = {
     "packed_deit_tiny_patch16_224": (_IMAGENET, DeiT, dict(embed_dim=192, depth=12, num_heads=3)),
     "packed_deit_small_patch16_224": (_IMAGENET, DeiT, dict(embed_dim=384, depth=12, num_heads=6)),
     "packed_deit_base_patch16_224": (_IMAGENET, DeiT, dict(embed_dim=768, depth=12, num_heads=12)),
+    # the image clutter set's model: 32-pixel images, 8x8 patches of 4 pixels, the tiny width at depth 6
+    "packed_deit_tiny6_patch4_32": (ModelInfo(1, 1, 32, (32, 32), mean=_IMAGENET.mean, std=_IMAGENET.std),
+                                    DeiT, dict(img_size=32, patch_size=4, embed_dim=96, depth=6, num_heads=4,
+                                               drop_path_rate=0.0)),
 }
 
 
@@ -145,3 +149,9 @@ def packed_deit_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> De
 def packed_deit_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> DeiT:
     """DeiT-B/16 at 224 (timm's ``deit_base_patch16_224`` weights) on the packed token state."""
     return _create("packed_deit_base_patch16_224", pretrained, kwargs)
+
+
+@register_model
+def packed_deit_tiny6_patch4_32(pretrained: bool = False, **kwargs: Any) -> DeiT:
+    """A tiny DeiT on 32x32 images with 4-pixel patches, depth 6 (the image clutter set's model)."""
+    return _create("packed_deit_tiny6_patch4_32", pretrained, kwargs)
