@@ -43,9 +43,9 @@ def main() -> None:
             clip = torch.randn(args.batch, 3, 8, 224, 224, generator=gen)
         model = IARed(backbone.eval(), group_starts=starts, decision="budget", budgets=args.budget).eval()
         with torch.no_grad():
-            model.threshold = model(clip, decision="none").groups[0].scores.quantile(0.3).item()
+            cut = model(clip, decision="none").groups[0].scores.quantile(0.3).item()
             runs = {"dense": lambda: backbone(clip), "budget": lambda: model(clip),
-                    "threshold": lambda: model(clip, decision="threshold")}
+                    "threshold": lambda: model(clip, decision="threshold", threshold=cut)}
             dense_ops = None
             for forward, fn in runs.items():
                 with OpCounter() as counts:
