@@ -54,7 +54,17 @@ def test_baselines_drop_where_the_interpreters_sit_and_iared_runs_calibrated(tmp
     assert dense_sweep.argv[dense_sweep.argv.index("--group-starts") + 1] == ",".join(map(str, starts))
     for step in steps:
         if step.argv[3:4] in (["sweep"], ["interpret"]) and step is not dense_sweep:
-            assert str(tmp_path / "seed0" / "finetune" / "calibrated.pth") in step.argv
+            runs = tmp_path / "seed0" / ("images" if "images:" in step.name else "")
+            assert str(runs / "finetune" / "calibrated.pth") in step.argv
+
+
+def test_every_seed_scores_heatmaps_of_videos_and_images(tmp_path: Path):
+    steps = build_steps(tmp_path, [0, 1], num_train=30, num_val=9)
+    scored = {s.done_when for s in steps if s.argv[3:4] == ["interpret"]}
+    assert scored == {tmp_path / f"seed{seed}" / kind / "interpretability.json"
+                      for seed in (0, 1) for kind in ("interpret", "images/interpret")}
+    generated = {s.done_when for s in steps if "make_synthetic" in " ".join(s.argv)}
+    assert generated == {tmp_path / "data" / "classes.json", tmp_path / "images" / "classes.json"}
 
 
 def test_frontier_command_is_registered():

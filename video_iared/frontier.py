@@ -1,12 +1,14 @@
 """``video-iared frontier`` (``make frontier``): IA-RED² against random, CLS top-k, ToMe and the actor-mask
-oracle on the clutter set, over seeds, with mean ± spread.
+oracle on the clutter set, over seeds, with mean ± spread; and the heatmaps of every method against the
+masks, on the clutter set (TimeSformer) and on the image clutter set (DeiT).
 
 Per seed: the three training stages (``configs/clutter/``), thresholds calibrated to the deployed budget,
 then two sweeps on the same test views. The training-free rules (random, CLS top-k, ToMe) and the
 mask references (oracle, actor-tube, random-same-count) run on the dense stage-1 backbone, as one would
 apply them to a pretrained model; IA-RED² (budgets, calibrated thresholds, the paper's threshold 0.5)
-runs on its fine-tuned checkpoint, whose heatmaps are then scored against the actor masks. The tables
-and the plot aggregate the seeds: the mean, and the spread (largest minus smallest) of every figure.
+runs on its fine-tuned checkpoint, whose heatmaps are then scored against the actor masks. On the image
+clutter set a tiny DeiT goes through the same stages and calibration, and its heatmaps are scored. The
+tables and the plot aggregate the seeds: the mean, and the spread (largest minus smallest) of every figure.
 """
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ from typing import Any, Sequence
 from video_iared.config import CONFIG_DIR, load_config
 from video_iared.pipeline import Step, cli, data_prep, output_folder, run_steps
 
-__all__ = ["FINAL_KEEPS", "MAP_METRICS", "build_steps", "aggregate", "aggregate_maps", "format_table",
-           "format_map_table", "plot", "add_arguments", "run"]
+__all__ = ["FINAL_KEEPS", "MAP_METRICS", "build_steps", "image_steps", "aggregate", "aggregate_maps",
+           "format_table", "format_map_table", "plot", "add_arguments", "run"]
 
 CLUTTER = CONFIG_DIR / "clutter"
+IMAGES = CONFIG_DIR / "imagenet"   # the image clutter set's configs: clutter_{backbone,interpreters,finetune}
 FINAL_KEEPS = "0.5,0.3,0.2,0.1,0.05"  # cumulative keep after the last group: where the rules separate
 TOME_R = "4,8,12,16,24"  # locations merged per block, of 49 (24: 3.7x fewer GFLOPs, as deep as IA-RED2)
 IARED_METHODS = "iared-budget,iared-calibrated,iared-threshold"
@@ -36,7 +39,11 @@ def build_steps(out: Path, seeds: Sequence[int], num_train: int, num_val: int) -
     steps = [Step("generate clutter set",
                   data_prep("make_synthetic", str(data), "--set", "clutter", "--num-train", str(num_train),
                             "--num-val", str(num_val)),
-                  data / "classes.json")]
+                  data / "classes.json"),
+             Step("generate image clutter set",
+                  data_prep("make_synthetic", str(out / "images"), "--set", "images", "--num-train",
+                            str(num_train), "--num-val", str(num_val)),
+                  out / "images" / "classes.json")]
     for seed in seeds:
         runs = out / f"seed{seed}"
         ckpt = {name: runs / name / "checkpoint.pth" for name in ("backbone", "interpreters", "finetune")}
@@ -67,8 +74,33 @@ def build_steps(out: Path, seeds: Sequence[int], num_train: int, num_val: int) -
                           runs / "sweep_iared" / "sweep.json"))
         steps.append(Step(f"seed {seed}: interpretability vs masks",
                           cli("interpret", "--config", str(CLUTTER / "finetune.yaml"), "--checkpoint",
-                              str(calibrated), "--eval-masks", "--out", str(runs / "interpret"), *common),
+                              str(calibrated), "--eval-masks", "--out", str(runs / "interpret"), *common,
+                              "iared.decision=calibrated"),
                           runs / "interpret" / "interpretability.json"))
+        steps += image_steps(out / "images", runs / "images", seed)
+    return steps
+
+
+def image_steps(data: Path, runs: Path, seed: int) -> list[Step]:
+    """One seed on the image clutter set (DeiT): the three stages, calibration, heatmap scores."""
+    common = [f"data.root={data}", f"run.seed={seed}"]
+    steps, start = [], ""
+    for name in ("backbone", "interpreters", "finetune"):
+        steps.append(Step(f"seed {seed}: images: train {name}",
+                          cli("train", "--config", str(IMAGES / f"clutter_{name}.yaml"), *common,
+                              f"model.weights={start}", f"run.output_dir={runs / name}"),
+                          runs / name / "final_metrics.json"))
+        start = str(runs / name / "checkpoint.pth")
+    calibrated = runs / "finetune" / "calibrated.pth"
+    finetune = str(IMAGES / "clutter_finetune.yaml")
+    steps.append(Step(f"seed {seed}: images: calibrate thresholds",
+                      cli("calibrate", "--config", finetune, "--checkpoint", start, "--out", str(calibrated),
+                          *common),
+                      calibrated))
+    steps.append(Step(f"seed {seed}: images: interpretability vs masks",
+                      cli("interpret", "--config", finetune, "--checkpoint", str(calibrated), "--eval-masks",
+                          "--out", str(runs / "interpret"), *common, "iared.decision=calibrated"),
+                      runs / "interpret" / "interpretability.json"))
     return steps
 
 
@@ -195,16 +227,21 @@ def run(args: argparse.Namespace) -> int:
     rows = aggregate([seed_points(out / f"seed{seed}") for seed in seeds])
     maps = aggregate_maps([json.loads((out / f"seed{seed}" / "interpret" / "interpretability.json")
                                       .read_text()) for seed in seeds])
+    image_maps = aggregate_maps([json.loads((out / f"seed{seed}" / "images" / "interpret" /
+                                             "interpretability.json").read_text()) for seed in seeds])
     times = {s.name: round(s.seconds) for s in steps}
     (out / "frontier.json").write_text(json.dumps({"seeds": seeds, "rows": rows, "maps": maps,
-                                                   "step_seconds": times}, indent=1) + "\n")
+                                                   "image_maps": image_maps, "step_seconds": times},
+                                                  indent=1) + "\n")
     plot(rows, out / "frontier.png", f"clutter set, {len(seeds)} seeds: accuracy vs GFLOPs")
     report = ["# IA-RED² frontier on the clutter set", "",
               f"Seeds {', '.join(map(str, seeds))}; {seconds:.0f} s of steps (skipped steps count 0). "
               "Mean over seeds ± spread (largest − smallest); references that read the actor masks: "
               "oracle, actor-tube, random-same-count.", "", "![frontier](frontier.png)", "",
               format_table(rows), "", "Heatmaps against the actor masks (validation videos, protocol of "
-              "Chefer et al.):", "", format_map_table(maps), ""]
+              "Chefer et al.; interpreters at the deployed decision, every token scored):", "",
+              format_map_table(maps), "", "Heatmaps of the tiny DeiT on the image clutter set against the "
+              "object masks (validation images, same protocol):", "", format_map_table(image_maps), ""]
     (out / "FRONTIER.md").write_text("\n".join(report))
     print("\n".join(report[4:]))
     print(f"\nreport: {out / 'FRONTIER.md'}")
