@@ -80,12 +80,52 @@ class SequencePlan:
             return rows.view(shape)
         if rows.shape[0] == 0:   # every token dropped: nothing to copy
             return rows.new_zeros(shape)
-        return rows.index_select(0, self.source).view(shape)
+        return take_rows(rows, self.source, self.slot).view(shape)
 
     def scatter(self, grid: Tensor) -> Tensor:
         """(G, L, C) -> (R, C), dropping the padding slots (inverse of :meth:`gather`)."""
         flat = grid.reshape(self.count * self.length, grid.shape[-1])
-        return flat if self.slot is None else flat.index_select(0, self.slot)
+        if self.slot is None:
+            return flat
+        return take_rows(flat, self.slot, self.source, self._owned())
+
+    def _owned(self) -> Tensor:
+        """(G*L,) 1 at the slots that hold their own row, 0 at padding and copies."""
+        if "owned" not in self._biases:
+            owned = torch.zeros(self.count * self.length, device=self.slot.device)
+            self._biases["owned"] = owned.index_fill_(0, self.slot, 1.0)
+        return self._biases["owned"]
+
+
+class _TakeRows(torch.autograd.Function):
+    """``x[index]`` along rows whose backward is a gather too (``grad[inverse]``, zeroed where
+    ``owned`` is 0) instead of ``index_add``'s atomics: deterministic, and one read per row.
+
+    Exact for the plans' gathers: a grid slot that is not its row's own (padding, a window's copy of a
+    neighbour's run) only feeds outputs that :meth:`SequencePlan.scatter` drops and keys that no kept
+    query may use, so its gradient is exactly zero and the owned slot carries the row's whole gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor, inverse: Tensor, owned: Tensor | None) -> Tensor:
+        ctx.save_for_backward(inverse, owned)
+        return x.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        inverse, owned = ctx.saved_tensors
+        grad = grad.index_select(0, inverse)
+        if owned is not None:
+            grad = grad * owned.to(grad.dtype)[:, None]
+        return grad, None, None, None
+
+
+def take_rows(x: Tensor, index: Tensor, inverse: Tensor, owned: Tensor | None = None) -> Tensor:
+    """``x.index_select(0, index)`` with an inverse-gather backward (:class:`_TakeRows`); plain
+    ``index_select`` when no gradient is needed."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return x.index_select(0, index)
+    return _TakeRows.apply(x, index, inverse, owned)
 
 
 def slot_sources(slot: Tensor, slots: int) -> Tensor:
