@@ -25,6 +25,10 @@ def videos(tmp_path_factory):
     for name, size in (("head", 20000), ("half", len(data) // 2)):
         cuts[name] = root / f"{name}.mp4"
         cuts[name].write_bytes(data[:size])
+    # the header intact, the last 30 % of the bytes garbage: the middle frames still decode, the last do not
+    keep = int(0.7 * len(data))
+    cuts["damaged"] = root / "damaged.mp4"
+    cuts["damaged"].write_bytes(data[:keep] + np.random.default_rng(1).bytes(len(data) - keep))
     return {"whole": whole, **cuts, "root": root}
 
 
@@ -51,8 +55,12 @@ def test_resize_script_lists_a_cut_short_source_as_unreadable(videos, tmp_path, 
     assert not (tmp_path / "dst" / "half.mp4").exists()
 
 
-def test_predict_refuses_a_half_truncated_video(videos, capsys):
+def test_predict_refuses_what_check_videos_refuses(videos, capsys):
+    """The damaged file's centre clip decodes, so only check_videos.py's probe (first, middle and last
+    frames) tells it apart; the cut files fail when decord opens them."""
     ckpt = save_checkpoint(videos["root"] / "tiny.pth")
+    err = one_line_error(["predict", str(videos["damaged"]), "--checkpoint", str(ckpt)], capsys)
+    assert "damaged.mp4: decoding failed" in err
     err = one_line_error(["predict", str(videos["half"]), "--checkpoint", str(ckpt)], capsys)
     assert "half.mp4" in err
     assert main_ok(["predict", str(videos["whole"]), "--checkpoint", str(ckpt)])
