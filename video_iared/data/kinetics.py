@@ -239,7 +239,9 @@ class VideoDataset(torch.utils.data.Dataset):
             path, label = self.items[video]
             try:
                 decoded = self._decode(path, float(rng.random()))
-                samples = [self._train_sample(path, decoded, rng) for _ in range(self.num_samples)]
+                masks = _load_masks(path, decoded.indices, decoded.frames.shape[1:3]) if self.with_masks \
+                    else None
+                samples = [self._train_sample(decoded, masks, rng) for _ in range(self.num_samples)]
                 break
             except VideoDecodeError as error:
                 self.failure_log.record(video, error)
@@ -253,7 +255,8 @@ class VideoDataset(torch.utils.data.Dataset):
             item[key] = samples[0][key] if self.num_samples == 1 else [sample[key] for sample in samples]
         return item
 
-    def _train_sample(self, path: str, decoded: DecodedClip, rng: np.random.Generator) -> dict[str, Any]:
+    def _train_sample(self, decoded: DecodedClip, masks: torch.Tensor | None,
+                      rng: np.random.Generator) -> dict[str, Any]:
         height, width = decoded.frames.shape[1:3]
         box = train_crop_box(height, width, crop_size=self.crop_size,
                              jitter_scales=self.train_jitter_scales, rng=rng)
@@ -261,8 +264,7 @@ class VideoDataset(torch.utils.data.Dataset):
         if self.augment_on == "device":
             return {"clip": cut_box(decoded.frames, box, flip=flip)}
         sample = {"clip": crop_clip(decoded.frames, box, size=self.crop_size, flip=flip)}
-        if self.with_masks:
-            masks = _load_masks(path, decoded.indices, (height, width))
+        if masks is not None:
             sample["masks"] = crop_masks(masks, box, size=self.crop_size, flip=flip)
         return sample
 
