@@ -17,7 +17,12 @@ from pathlib import Path
 
 from video_iared.cli import train_arguments, train_config
 from video_iared.config import ConfigError
+from video_iared.errors import EXIT_USER_ERROR
 from video_iared.launch.cluster import LaunchError, add_cluster_arguments, cluster_options, job_folder, submit
+
+
+# the classes of the errors ``video-iared`` reports in one line (a job's exception arrives as text)
+USER_ERRORS = ("UserError", "ConfigError", "WeightsError", "VideoDecodeError")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +54,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"submitted {args.job} job {job.job_id}: output {cfg.run.output_dir}, logs {job.paths.stdout}")
     if args.local:
-        print(job.result())
+        from submitit.core.utils import FailedJobError
+
+        try:
+            print(job.result())
+        except FailedJobError as err:  # the job's traceback is in its log; here its last line
+            line = job_error(str(err))
+            print(f"slurm/submit.py: the job failed: {line} (full log: {job.paths.stderr})", file=sys.stderr)
+            user = line.split(":")[0].rsplit(".", 1)[-1] in USER_ERRORS
+            return EXIT_USER_ERROR if user else 1
     return 0
+
+
+def job_error(message: str) -> str:
+    """The exception line (``module.Error: what``) of submitit's report of a failed job."""
+    lines = [line.strip() for line in message.split("----------------------")[-2].splitlines()] \
+        if message.count("----------------------") >= 2 else message.splitlines()
+    errors = [line for line in lines if line and not line.startswith(("File ", "Traceback", "^", "~"))]
+    return errors[-1] if errors else message.strip().splitlines()[-1]
 
 
 if __name__ == "__main__":

@@ -131,3 +131,19 @@ def test_data_prep_scripts_report_bad_inputs_in_one_line(data, tmp_path, capsys)
                              "--annotations", str(tmp_path / "train.csv")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("build_lists.py: ") and "train.csv:2" in err and "\n" not in err
+
+
+def test_a_failed_local_slurm_job_is_reported_in_one_line():
+    import importlib.util
+
+    from train_helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("slurm_submit", REPO / "slurm" / "submit.py")
+    submit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(submit)
+    error = "video_iared.errors.UserError: data.train_list: no list at /d/train.csv"
+    message = ("Job (task=0) failed during processing with trace:\n----------------------\n"
+               "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+               f"    raise UserError(x)\n{error}\n\n"
+               "----------------------\nYou can check full logs with 'job.stderr(0)'\n  - /logs/0.err\n")
+    assert submit.job_error(message) == error
