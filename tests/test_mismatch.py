@@ -92,6 +92,11 @@ def test_evaluate_runs_the_checkpoint_config(data, tmp_path, capsys):
                  f"run.output_dir={tmp_path}"]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["num_videos"] == 3 and metrics["failed_videos"] == 0
+    assert "replacing" not in capsys.readouterr().out
+    other = tmp_path / "other.pth"
+    other.write_bytes(data["ckpt"].read_bytes())
+    assert main(["evaluate", "--checkpoint", str(other), "--warmup", "0", f"run.output_dir={tmp_path}"]) == 0
+    assert f"which held {data['ckpt']} (dense)" in capsys.readouterr().out  # never replaced silently
 
 
 def test_predict_names_classes_from_the_checkpoint_anywhere(data, tmp_path, capsys, monkeypatch):

@@ -16,7 +16,7 @@ from video_iared.models.iared import backbone_of, group_starts_of
 from . import distributed
 from .harness import gather_views, model_predictor, run_views
 from .metrics import dataset_metrics
-from .results import format_table, write_metrics, write_predictions
+from .results import format_table, previous_evaluation, write_metrics, write_predictions
 from .session import evaluation_session
 
 __all__ = ["evaluate", "decision_label"]
@@ -42,6 +42,10 @@ def evaluate(cfg: Config, checkpoint: str, *, warmup: int = 2) -> dict[str, Any]
         metrics["decision"] = decision_label(cfg, run.calibration)
         metrics["failed_videos_detail"] = sorted({(f.path, f.reason) for part in failures for f in part})
         out = Path(cfg.run.output_dir)
+        previous = previous_evaluation(out / "metrics.json")
+        if previous is not None and previous != (str(checkpoint), metrics["decision"]):
+            print(f"replacing {out / 'metrics.json'} and predictions.csv, which held {previous[0]} "
+                  f"({previous[1]}); set run.output_dir to keep both")
         write_metrics({"checkpoint": str(checkpoint), **metrics}, out / "metrics.json")
         write_predictions(views.records, [path for path, _ in run.dataset.items], run.dataset.num_videos,
                           out / "predictions.csv")

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from .aggregate import ViewRecords, video_scores
 
-__all__ = ["format_table", "write_metrics", "write_predictions"]
+__all__ = ["format_table", "previous_evaluation", "write_metrics", "write_predictions"]
 
 
 def format_table(metrics: dict[str, Any], title: str = "evaluation") -> str:
@@ -23,6 +23,15 @@ def format_table(metrics: dict[str, Any], title: str = "evaluation") -> str:
             ("failed videos", str(metrics["failed_videos"]))]
     width = max(len(name) for name, _ in rows)
     return "\n".join([title, "-" * (width + 24)] + [f"{name:<{width}}  {value}" for name, value in rows])
+
+
+def previous_evaluation(path: str | Path) -> tuple[str, str] | None:
+    """(checkpoint, decision) of the evaluation whose ``metrics.json`` is at ``path``, if any."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return str(saved.get("checkpoint")), str(saved.get("decision"))
 
 
 def write_metrics(metrics: dict[str, Any], path: str | Path) -> None:
