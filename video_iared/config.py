@@ -72,6 +72,8 @@ class DataConfig:
     crop_size: Optional[int] = None  # None: the model's metadata
     train_jitter_scales: list[int] = field(default_factory=list)  # [min, max] short side; empty: the model's
     test_scale: Optional[int] = None  # short side before the centre crop; None: crop * 256 / 224
+    # images: the training crop's area range (random resized crop); empty: DeiT's [0.08, 1]
+    crop_scale: list[float] = field(default_factory=list)
     num_ensemble_views: int = 1
     num_spatial_crops: int = 3
     batch_size: int = 8  # per process

@@ -13,7 +13,7 @@ on ImageNet); masks, where a dataset has them, mirror it in ``masks/{train,val}/
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 
@@ -38,7 +38,10 @@ class ImageClips(torch.utils.data.Dataset):
     num_views = 1
 
     def __init__(self, root: str, split: Literal["train", "val", "test"], *, crop_size: int,
-                 with_masks: bool = False, flip: bool | None = None, seed: int = 0) -> None:
+                 with_masks: bool = False, flip: bool | None = None, test_scale: int | None = None,
+                 crop_scale: Sequence[float] = (), seed: int = 0) -> None:
+        """``test_scale``: the evaluation's short side before the centre crop (default ``crop / 0.875``,
+        DeiT's); ``crop_scale``: the training crop's area range (default DeiT's (0.08, 1))."""
         mask_root = image_split_folder(root, split, masks=True) if with_masks else None
         if mask_root is not None and not os.path.isdir(mask_root):
             raise FileNotFoundError(f"{mask_root}: no masks for the {split} images (masks mirror the image "
@@ -47,6 +50,8 @@ class ImageClips(torch.utils.data.Dataset):
         self.split, self.with_masks = split, with_masks
         self.images = ImageFolderDataset(folder, split="train" if split == "train" else "val",
                                          crop_size=crop_size, flip=True if flip is None else flip,
+                                         crop_pct=crop_size / test_scale if test_scale else 0.875,
+                                         scale=tuple(crop_scale) if crop_scale else (0.08, 1.0),
                                          mask_root=mask_root, seed=seed)
         self.items = [(os.path.join(folder, path), label) for path, label in self.images.items]
         self.info = DatasetInfo(class_names=list(self.images.class_names))

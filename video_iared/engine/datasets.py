@@ -72,7 +72,7 @@ def build_dataset(cfg: Config, split: Literal["train", "val", "test"], spec: Inp
         raise ConfigError("data.root is not set: point it at the folder holding the video lists")
     if data.format == "images":   # an ImageNet-layout folder, each image a one-frame clip
         return ImageClips(data.root, split, crop_size=spec.crop_size, with_masks=with_masks, flip=data.flip,
-                          seed=cfg.run.seed)
+                          test_scale=data.test_scale, crop_scale=data.crop_scale, seed=cfg.run.seed)
     list_name = {"train": data.train_list, "val": data.val_list, "test": data.test_list}[split]
     list_path = os.path.join(data.root, list_name)
     views_with_masks = split == "test" and with_masks
