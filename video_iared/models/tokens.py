@@ -87,6 +87,8 @@ class SequencePlan:
         flat = grid.reshape(self.count * self.length, grid.shape[-1])
         if self.slot is None:
             return flat
+        if not (torch.is_grad_enabled() and flat.requires_grad):
+            return flat.index_select(0, self.slot)
         return take_rows(flat, self.slot, self.source, self._owned())
 
     def _owned(self) -> Tensor:
@@ -207,7 +209,7 @@ class TokenLayout:
 
     ``index`` (M,) are the flat positions ``b*N*T + n*T + t`` of the present tokens, increasing;
     ``None`` means every token is present (the dense model). ``counts`` (B,) are the present tokens of
-    each sample, ``longest`` their maximum (a host int) and ``uniform`` says every sample has
+    each sample (``None`` when they are all equal), ``longest`` their maximum (a host int) and ``uniform`` says every sample has
     ``longest``; ``per_frame`` says every frame has exactly that many (budget decisions);
     ``longest_frame`` is the most tokens any frame kept, when known (data-dependent decisions read it
     with the count); ``present`` (B, N*T) bool is the keep mask behind ``index``.
@@ -292,11 +294,11 @@ class TokenLayout:
         """
         if self.index is not None:
             keep = keep & self.present
-        counts = keep.sum(1)
-        longest_frame = per_frame
+        counts, longest_frame = None, per_frame   # counts: only a layout of unequal samples needs them
         if per_frame is not None:
             per_sample = per_frame * self.frames
         if per_sample is None:   # the one host read of a data-dependent decision
+            counts = keep.sum(1)
             per_location = rearrange(keep, "b (n t) -> b n t", t=self.frames).sum(1)
             sizes = torch.stack([counts.sum(), counts.max(), per_location.max()])
             total, longest, longest_frame = sizes.tolist()
