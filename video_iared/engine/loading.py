@@ -16,8 +16,7 @@ from torch import nn
 
 from video_iared.config import Config, ConfigError, config_from_dict, load_config
 from video_iared.errors import UserError
-from video_iared.models.build import build_model, set_decision
-from video_iared.models.iared import IARed
+from video_iared.models.build import build_model, check_decision
 from video_iared.models.registry import list_variants, model_defaults
 from video_iared.models.weights import (LoadReport, WeightsError, extract_state_dict, load_weights,
                                         read_checkpoint)
@@ -33,20 +32,18 @@ def load_for_inference(cfg: Config, checkpoint: str | Path | Mapping, device: to
     """``build_model(cfg.model)`` with every weight from ``checkpoint`` (a path, or a checkpoint already
     read, named ``source`` in errors), ``cfg.iared``'s decision deployed, in eval mode on ``device``.
     Thresholds calibrated into the checkpoint (``video-iared calibrate``) come with it."""
-    model = build_model(cfg.model, load=False)  # every weight comes from ``checkpoint``
-    set_decision(model, cfg.iared)  # checks iared.budget before any work; predictors set theirs per call
+    check_decision(cfg.iared, len(cfg.model.interpreter_blocks))   # before reading a large checkpoint
     if not isinstance(checkpoint, Mapping):
         source, checkpoint = source or str(checkpoint), read_checkpoint(checkpoint)
-    calibration = checkpoint.get("calibration")
-    if isinstance(model, IARed) and calibration:
-        if len(calibration["thresholds"]) != len(model.group_starts):
-            raise WeightsError(f"{source}: {len(calibration['thresholds'])} calibrated thresholds for "
-                               f"{len(model.group_starts)} interpreter groups; calibrate it again")
-        model.thresholds = list(calibration["thresholds"])
-        model.min_kept = list(calibration.get("min_kept", []))
-    if cfg.iared.decision == "calibrated" and not (isinstance(model, IARed) and calibration):
+    calibration = checkpoint.get("calibration") if cfg.model.interpreter_blocks else None
+    if calibration and len(calibration["thresholds"]) != len(cfg.model.interpreter_blocks):
+        raise WeightsError(f"{source}: {len(calibration['thresholds'])} calibrated thresholds for "
+                           f"{len(cfg.model.interpreter_blocks)} interpreter groups; calibrate it again")
+    if cfg.iared.decision == "calibrated" and not calibration:
         raise WeightsError(f"iared.decision=calibrated: {source} holds no calibrated thresholds; run "
                            f"`video-iared calibrate --config CFG --checkpoint {source}` first")
+    # every weight comes from ``checkpoint``; the deployed decision is the model's default per call
+    model = build_model(cfg.model, load=False, decision=cfg.iared, calibration=calibration)
     report = load_weights(model, checkpoint, strict=True)
     if report.missing:
         raise WeightsError(

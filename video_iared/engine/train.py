@@ -32,7 +32,7 @@ from video_iared.errors import Interrupted
 from video_iared.data.files import atomic_write_text
 from video_iared.data.transforms import clips_to_device
 from video_iared.flops import shape_of
-from video_iared.models.build import build_model, set_decision
+from video_iared.models.build import build_model
 from video_iared.models.iared import backbone_of
 from video_iared.models.registry import model_defaults
 
@@ -105,14 +105,14 @@ class _Trainer:
         self.stage = cfg.iared.stage
         self.out = Path(cfg.run.output_dir)
         _seed_all(cfg.run.seed)  # the same initial weights on every rank
-        self.model = build_model(cfg.model, load=False)
+        # the deployed decision is the model's default, for fine-tuning and validation
+        self.model = build_model(cfg.model, load=False, decision=cfg.iared)
         start_classes: list[str] = []
         if cfg.model.weights:
             report, start_classes = load_start_weights(self.model, cfg)
             if env.is_main:
                 tqdm.write(f"model.weights: {report}")
         self.model.to(device)
-        set_decision(self.model, cfg.iared)  # the deployed decision, for fine-tuning and validation
         self.spec = input_spec(cfg)
         shape = shape_of(backbone_of(self.model))
         self.info = stage_info(cfg, shape.depth, shape.num_frames * shape.num_patches)

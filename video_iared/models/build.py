@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from collections.abc import Mapping
 
 import timm
 from torch import nn
@@ -13,7 +14,7 @@ from .iared import IARed
 from .interpreter import check_budgets
 from .weights import load_weights
 
-__all__ = ["build_model", "backbone_kwargs", "check_decision", "set_decision"]
+__all__ = ["build_model", "backbone_kwargs", "check_decision", "decision_kwargs"]
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,14 @@ def backbone_kwargs(cfg: ModelConfig) -> dict:
     return kwargs | {key: value for key, value in optional.items() if value is not None}
 
 
-def build_model(cfg: ModelConfig, load: bool = True) -> nn.Module:
+def build_model(cfg: ModelConfig, load: bool = True, *, decision: IARedConfig | None = None,
+                calibration: Mapping | None = None) -> nn.Module:
     """The registered backbone ``cfg.name``, wrapped in :class:`IARed` when ``cfg.interpreter_blocks``
     is set, with ``cfg.weights`` loaded (any file ``load_weights`` understands: official ``.pyth``,
     ImageNet ViT/DeiT, this project's checkpoints; backbone-only files go into the backbone).
-    ``load=False`` skips ``cfg.weights`` (evaluation loads its ``--checkpoint`` instead)."""
+    ``load=False`` skips ``cfg.weights`` (evaluation loads its ``--checkpoint`` instead).
+    ``decision`` (and a checkpoint's ``calibration``) set the IA-RED² model's deployed decision, its
+    default for every call (:func:`decision_kwargs`)."""
     if not timm.is_model(cfg.name):
         from .registry import list_variants
 
@@ -49,7 +53,10 @@ def build_model(cfg: ModelConfig, load: bool = True) -> nn.Module:
         model.set_grad_checkpointing(True)
     if cfg.interpreter_blocks:
         try:
-            model = IARed(model, group_starts=cfg.interpreter_blocks, interpreter_heads=cfg.interpreter_heads)
+            kwargs = {} if decision is None else decision_kwargs(decision, len(cfg.interpreter_blocks),
+                                                                 calibration)
+            model = IARed(model, group_starts=cfg.interpreter_blocks, interpreter_heads=cfg.interpreter_heads,
+                          **kwargs)
         except ValueError as err:  # positions beyond the depth, heads that do not divide the width
             raise ConfigError(f"model.interpreter_blocks / interpreter_heads do not fit "
                               f"model.name={cfg.name}: {err}") from err
@@ -75,10 +82,12 @@ def check_decision(cfg: IARedConfig, num_groups: int) -> None:
                           f"interpreter group ({num_groups})")
 
 
-def set_decision(model: nn.Module, cfg: IARedConfig) -> None:
-    """Make ``cfg.decision`` (threshold at ``cfg.threshold``, budget at ``cfg.budget``, or none) the
-    default decision of an IA-RED² model: the one it was fine-tuned with and is deployed with."""
-    if isinstance(model, IARed):
-        check_decision(cfg, len(model.group_starts))
-        model.decision, model.threshold = cfg.decision, cfg.threshold
-        model.budgets = list(cfg.budget) or None
+def decision_kwargs(cfg: IARedConfig, num_groups: int, calibration: Mapping | None = None) -> dict:
+    """``IARed`` keyword arguments of the deployed decision: ``cfg.decision`` with ``cfg.threshold`` or
+    ``cfg.budget``, and the per-group thresholds of a ``video-iared calibrate`` ``calibration``."""
+    check_decision(cfg, num_groups)
+    kwargs = dict(decision=cfg.decision, threshold=cfg.threshold, budgets=list(cfg.budget) or None)
+    if calibration:
+        kwargs |= dict(thresholds=list(calibration["thresholds"]),
+                       min_kept=list(calibration.get("min_kept", [])) or None)
+    return kwargs
