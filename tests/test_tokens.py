@@ -158,3 +158,23 @@ def test_a_count_per_frame_gives_unpadded_frames():
     assert grid[0].tolist() == [0, 1, 5] and grid[1].tolist() == [0, 3, 6] and grid[2].tolist() == [0, 2, 4]
     assert grid[3].tolist() == [0, 7, 10]                               # sample 1, frame 0: locations 2, 3
     assert torch.equal(frames.scatter(frames.gather(torch.cat([torch.zeros(6, 1), values])))[6:], values)
+
+
+def test_plan_gradients_are_gathers_not_atomic_adds():
+    """The backward of a plan's gather and scatter reads the owned slots (index_select), never
+    index_add's atomics, and equals autograd's own gradient of index_select."""
+    from video_iared.opcount import OpCounter
+
+    lengths = [3, 1, 2, 3, 3, 1, 2, 3]
+    run = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    plan = run_windows(run, max_run=3, width=8)
+    x = torch.randn(run.numel(), 4, dtype=torch.float64, requires_grad=True)
+    grid = plan.gather(x)[:, None]
+    out = plan.scatter(F.scaled_dot_product_attention(grid, grid, grid, attn_mask=plan.mask)[:, 0])
+    weights = torch.randn_like(out)
+    with OpCounter() as counts:
+        grad, = torch.autograd.grad((out * weights).sum(), x)
+    assert "index_add" not in counts.ops_by_name and "index_add_" not in counts.ops_by_name
+    reference = per_run_attention(x, run)
+    expected, = torch.autograd.grad((reference * weights).sum(), x)
+    assert (grad - expected).abs().max() <= 1e-12
