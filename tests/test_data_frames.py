@@ -138,3 +138,14 @@ def test_frames_folder_and_sidecar_names(tmp_path):
     os.makedirs(tmp_path / "a")
     ramp_video(path, num_frames=5)
     assert extract_frames(path, str(tmp_path / "f" / "x.mp4"), step=3) == 2
+
+
+def test_extract_shards_cover_every_video_once(tiny_video_dir, tmp_path):
+    """The SLURM array's elements (shard i of 3) and a rerun: every video extracted exactly once."""
+    src = os.path.join(tiny_video_dir, "videos")
+    summaries = [extract_script.extract_shard(i, 3, src_root=src, dst_root=str(tmp_path), step=8, workers=1)
+                 for i in range(3)]
+    assert [s.written for s in summaries] == [2, 1, 1] and sorted(os.listdir(tmp_path)) == [
+        "v0", "v0.masks.npz", "v1", "v1.masks.npz", "v2", "v2.masks.npz", "v3", "v3.masks.npz"]
+    again = extract_script.extract_shard(0, 1, src_root=src, dst_root=str(tmp_path), step=8, workers=1)
+    assert (again.written, again.skipped, again.failed) == (0, 4, [])
