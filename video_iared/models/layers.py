@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from timm.layers import DropPath
+from timm.layers import PatchEmbed as TimmPatchEmbed
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
@@ -22,9 +23,10 @@ from .tokens import SequencePlan, TokenState
 # receives a module and its attention weights (G, heads, L, L), still in the autograd graph
 AttentionSink = Callable[["Attention", Tensor], None]
 
-# Backends for masked (padded) attention on a GPU. The default order prefers cuDNN on Hopper, which
-# builds a plan per shape and turns a boolean mask into a bias; memory-efficient attention takes the
-# mask as it is and builds nothing. Unmasked calls (the dense model) keep PyTorch's own choice.
+# Backends for masked attention on a GPU (temporal run windows, data-dependent frames). The default order
+# prefers cuDNN on Hopper, which builds a plan per shape and turns a boolean mask into a bias;
+# memory-efficient attention takes the mask as it is and builds nothing. Unmasked calls (dense, budget
+# frames and samples) keep PyTorch's own choice (cuDNN or flash).
 MASKED_BACKENDS = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
@@ -151,18 +153,18 @@ class SampleDropPath(DropPath):
         return x * scale.index_select(0, sample_of_row)
 
 
-class PatchEmbed(nn.Module):
-    """Per-frame non-overlapping patch projection (official ``patch_embed.proj`` Conv2d)."""
+class PatchEmbed(TimmPatchEmbed):
+    """timm's ``PatchEmbed`` (the official ``patch_embed.proj`` Conv2d, channels-last output, any frame
+    size) applied to every frame of a clip."""
 
     def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        super().__init__(None, patch_size, in_chans, embed_dim, output_fmt="NHWC", strict_img_size=False)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) -> (B, T, h, w, D)."""
         frames = x.shape[2]
-        x = self.proj(rearrange(x, "b c t h w -> (b t) c h w"))
-        return rearrange(x, "(b t) d h w -> b t h w d", t=frames)
+        x = super().forward(rearrange(x, "b c t h w -> (b t) c h w"))
+        return rearrange(x, "(b t) h w d -> b t h w d", t=frames)
 
 
 def run_blocks(blocks: Iterable[nn.Module], state: TokenState, checkpointing: bool = False) -> TokenState:
