@@ -59,8 +59,9 @@ class DataWait:
 
 
 def available_cores() -> int:
-    """Cores this process may use (a SLURM job's allocation, not the node's)."""
-    return len(os.sched_getaffinity(0))
+    """Cores this process may use: its affinity (a SLURM task's allocation, not the node's), shared with
+    the other processes torchrun started on the node."""
+    return max(len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)), 1)
 
 
 def input_bound_verdict(share: float, *, num_workers: int, cores: int, format: str, augment_on: str,
