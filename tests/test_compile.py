@@ -29,7 +29,7 @@ def test_a_block_on_budget_rows_is_one_graph(attention_type):
     with torch.no_grad():
         state = model.embed(torch.randn(B, 3, T, 32, 32))
         keep, _ = decide(torch.rand(B, 16 * T), torch.ones(B, 16 * T, dtype=torch.bool), "budget",
-                         budget=6, frames=T)
+                         count=6, frames=T)
         packed = state.select(keep, per_frame=6)
         assert breaks(model.blocks[1], packed) == (1, 0, [])
 

@@ -73,12 +73,16 @@ def test_decisions():
     present = torch.tensor([[True, True, True, False], [True, True, False, True]])
     keep, _ = decide(scores, present, "threshold")
     assert keep.tolist() == [[True, False, True, False], [True, False, False, True]]
-    keep, _ = decide(scores, present, "budget", budget=2)
+    keep, _ = decide(scores, present, "budget", count=2)
     assert keep.tolist() == [[True, False, True, False], [True, False, False, True]]
-    keep, _ = decide(scores, present, "budget", budget=4)                 # never revives a dropped token
+    keep, _ = decide(scores, present, "budget", count=4)                  # never revives a dropped token
     assert torch.equal(keep, present)
     keep, log_prob = decide(scores, present, "none")
     assert torch.equal(keep, present) and log_prob.abs().sum() == 0
+    # a count per frame: tokens in (n t) order, 2 locations x 2 frames; each frame keeps its best one
+    keep, _ = decide(torch.tensor([[0.9, 0.1, 0.2, 0.8]]), torch.ones(1, 4, dtype=torch.bool), "budget",
+                     count=1, frames=2)
+    assert keep.tolist() == [[True, False, False, True]]               # (n0, t0) and (n1, t1)
 
     torch.manual_seed(0)
     probs = torch.full((2000, 4), 0.3, requires_grad=True)

@@ -143,7 +143,7 @@ def keep_top(scores: Tensor, present: Tensor, count: Count) -> Tensor:
     each sample its own, by the rank of its scores (a data-dependent decision, like a threshold).
     """
     if isinstance(count, int):
-        return decide(scores, present, "budget", budget=count)[0]
+        return decide(scores, present, "budget", count=count)[0]
     order = scores.masked_fill(~present, float("-inf")).argsort(dim=1, descending=True, stable=True)
     positions = torch.arange(scores.shape[1], device=scores.device).expand_as(order)
     rank = torch.empty_like(order).scatter_(1, order, positions)

@@ -145,7 +145,7 @@ class IARed(nn.Module):
                     new, log_prob = self._calibrated(scores, present, thresholds[g], floor)
                 elif decision == "budget":
                     per_frame = round(budgets[g] * layout.locations)
-                    new, log_prob = decide(scores, present, "budget", budget=per_frame, frames=layout.frames)
+                    new, log_prob = decide(scores, present, "budget", count=per_frame, frames=layout.frames)
                 else:
                     new, log_prob = decide(scores, present, decision, threshold=threshold)
                 if decision != "none" or keep is not None:   # always select: comparing would sync
@@ -161,7 +161,7 @@ class IARed(nn.Module):
         """Scores above the group's calibrated threshold, and at least its ``floor`` best ones."""
         keep, log_prob = decide(scores, present, "threshold", threshold=threshold)
         if floor:
-            keep = keep | decide(scores, present, "budget", budget=floor)[0]
+            keep = keep | decide(scores, present, "budget", count=floor)[0]
         return keep, log_prob
 
     def _scores(self, group: int, state: TokenState) -> Tensor:

@@ -87,11 +87,11 @@ def check_budgets(budgets: Sequence[float]) -> None:
 
 
 def decide(scores: Tensor, present: Tensor, mode: Decision, *, threshold: float = 0.5,
-           budget: int | None = None, frames: int = 1) -> tuple[Tensor, Tensor]:
+           count: int | None = None, frames: int = 1) -> tuple[Tensor, Tensor]:
     """Keep decisions over (B, L) patch tokens in ``(n t)`` order -> (keep (B, L) bool, log-probability (B,)).
 
     ``sample``: keep ~ Bernoulli(score) (training, REINFORCE); ``threshold``: score > threshold (the
-    paper's inference); ``budget``: the ``budget`` highest scores of every one of the ``frames`` frames
+    paper's inference); ``budget``: the ``count`` highest scores of every one of the ``frames`` frames
     (``frames=1``: of the sample), so every frame keeps the same count and the kept tokens pack into
     fixed shapes; ``none``: keep all present.
     Tokens not ``present`` stay dropped and contribute nothing to the log-probability.
@@ -107,10 +107,10 @@ def decide(scores: Tensor, present: Tensor, mode: Decision, *, threshold: float 
     if mode == "threshold":
         return (scores > threshold) & present, log_prob
     if mode == "budget":
-        if budget is None:
-            raise ValueError("decision 'budget' needs a token budget")
+        if count is None:
+            raise ValueError("decision 'budget' needs a token count")
         ranked = scores.masked_fill(~present, -1.0).view(scores.shape[0], -1, frames)   # (B, N, T)
-        top = ranked.topk(min(budget, ranked.shape[1]), dim=1).indices
+        top = ranked.topk(min(count, ranked.shape[1]), dim=1).indices
         keep = torch.zeros_like(ranked, dtype=torch.bool).scatter_(1, top, True)
         return keep.view_as(present) & present, log_prob
     raise ValueError(f"decision {mode!r} is not one of {DECISIONS}")
