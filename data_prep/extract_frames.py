@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Store every --step-th frame of each video below SRC_DIR as JPEG under DST_DIR, keeping the folder
 layout (a/x.mp4 -> a/x/000000.jpg ..., with meta.json); mask sidecars are copied along. Train on them
-with ``data.format=frames data.path_prefix=DST_DIR`` and the same lists.
+with ``data.format=frames data.frames_root=DST_DIR`` and the same lists (DST_DIR/frames_source.json
+records SRC_DIR, so any list path to a video below SRC_DIR is read from its folder here).
 
     python data_prep/extract_frames.py k400/videos_320 k400/frames_320 --workers 32
     python data_prep/extract_frames.py k400/videos_320 k400/frames_320 --slurm --shards 64 \\
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from video_iared.data.files import parallel_map
-from video_iared.data.frames import frames_folder
+from video_iared.data.frames import frames_folder, record_source
 from video_iared.data.prep import find_videos, try_extract_frames
 from video_iared.launch.arrays import add_shard_arguments, available_cpus, run_shards
 from video_iared.launch.cluster import shard_items
@@ -81,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.step < 1 or not 1 <= args.quality <= 100:
         raise SystemExit(f"--step must be >= 1 and --quality in [1, 100], got {args.step} and {args.quality}")
     os.makedirs(dst, exist_ok=True)
+    try:
+        record_source(dst, src)  # lets the loader map the lists' video paths into this tree
+    except ValueError as err:
+        raise SystemExit(str(err))
     shard = partial(extract_shard, src_root=src, dst_root=dst, step=args.step, quality=args.quality,
                     workers=args.workers)
     summaries = run_shards(shard, args, output_dir=dst, name="extract_frames")

@@ -67,13 +67,17 @@ def test_clip_from_frames_matches_the_video_at_the_same_indices(frames_root, tin
     assert psnr(from_frames.frames, from_video.frames) >= 40
 
 
-@pytest.mark.parametrize("split", ["train", "val", "test"])
-def test_dataset_items_from_frames_match_video_items(frames_root, tiny_video_dir, split):
-    """The same list, seed and epoch: the same frames, boxes and flips (step 1, so the same indices)."""
+@pytest.mark.parametrize("split,how", [("train", "frames_root"), ("val", "frames_root"),
+                                       ("test", "frames_root"), ("train", "path_prefix")])
+def test_dataset_items_from_frames_match_video_items(frames_root, tiny_video_dir, split, how):
+    """The same list, seed and epoch: the same frames, boxes and flips (step 1, so the same indices).
+    The list is the videos' own (``frames_root`` maps it), or names the frames tree (``path_prefix``)."""
     lst = os.path.join(tiny_video_dir, "train.csv")
     video = VideoDataset(lst, split=split, seed=5, **KW)
-    frames = VideoDataset(lst, split=split, seed=5, format="frames", path_prefix=str(frames_root / "step1"),
-                          **KW)
+    where = {"frames_root": str(frames_root / "step1" / "videos")} if how == "frames_root" else \
+        {"path_prefix": str(frames_root / "step1")}
+    frames = VideoDataset(lst, split=split, seed=5, format="frames", **where, **KW)
+    assert frames.items[0][0] == str(frames_root / "step1" / "videos" / "v0.mp4")
     assert frames.with_masks == video.with_masks  # the sidecars were found beside the folders
     for epoch in range(2):
         video.set_epoch(epoch)
@@ -149,3 +153,17 @@ def test_extract_shards_cover_every_video_once(tiny_video_dir, tmp_path):
         "v0", "v0.masks.npz", "v1", "v1.masks.npz", "v2", "v2.masks.npz", "v3", "v3.masks.npz"]
     again = extract_script.extract_shard(0, 1, src_root=src, dst_root=str(tmp_path), step=8, workers=1)
     assert (again.written, again.skipped, again.failed) == (0, 4, [])
+
+
+def test_frames_root_maps_only_videos_of_its_source(frames_root, tiny_video_dir, tmp_path):
+    from video_iared.data.frames import frames_paths
+
+    root = str(frames_root / "step2" / "videos")
+    video = os.path.join(tiny_video_dir, "videos", "sub", "..", "v1.mp4")
+    assert frames_paths([video], root) == [os.path.join(root, "v1.mp4")]
+    with pytest.raises(ValueError, match="elsewhere.mp4 is not under"):
+        frames_paths([str(tmp_path / "elsewhere.mp4")], root)
+    with pytest.raises(ValueError, match="frames_source.json: cannot read it"):
+        frames_paths([video], str(tmp_path))
+    with pytest.raises(SystemExit, match="holds frames of"):  # one frames tree per video tree
+        extract_script.main([str(tmp_path), root])

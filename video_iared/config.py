@@ -83,6 +83,7 @@ class DataConfig:
     # frames: JPEG folders of data_prep/extract_frames.py; images: an ImageNet-layout folder
     # (root/{train,val}/CLASS/IMAGE, masks in root/masks/...), each image a one-frame clip
     format: Literal["video", "frames", "images"] = "video"
+    frames_root: str = ""  # with format=frames: the tree extract_frames.py wrote (the lists stay the same)
     num_samples: int = 1  # training clips per decoded window (repeated sampling); divides batch_size
     augment_on: Literal["host", "device"] = "host"  # device: resize on the GPU in the training step
     decode_threads: int = 1  # decord threads per worker

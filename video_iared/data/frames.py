@@ -18,17 +18,55 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .files import atomic_write_text
 from .video import DecodedClip, VideoDecodeError
 
-__all__ = ["META_NAME", "frames_folder", "frame_name", "snap_to_stored", "read_frames_meta",
-           "read_frame_files", "decode_frames", "read_frames_clip"]
+__all__ = ["META_NAME", "SOURCE_NAME", "frames_folder", "frame_name", "snap_to_stored", "read_frames_meta",
+           "read_frame_files", "decode_frames", "read_frames_clip", "record_source",
+           "frames_paths"]
 
 META_NAME = "meta.json"
+SOURCE_NAME = "frames_source.json"  # at the root of a frames tree: the video tree it was extracted from
 
 
 def frames_folder(video_path: str) -> str:
     """``root/a/x.mp4`` -> ``root/a/x`` (the lists keep naming videos; only the root changes)."""
     return os.path.splitext(video_path)[0]
+
+
+def record_source(frames_root: str, videos_root: str) -> None:
+    """Note in ``frames_root`` which video tree its folders mirror (so lists naming those videos can be
+    read from it); a tree already extracted from another folder raises ``ValueError``."""
+    path = os.path.join(frames_root, SOURCE_NAME)
+    videos_root = os.path.abspath(videos_root)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)["videos"]
+        if recorded != videos_root:
+            raise ValueError(f"{frames_root} holds frames of {recorded}, not {videos_root}: choose another "
+                             "output folder")
+        return
+    atomic_write_text(path, json.dumps({"videos": videos_root}) + "\n")
+
+
+def frames_paths(video_paths: list[str], frames_root: str) -> list[str]:
+    """The frames-tree names (``frames_root/a/x.mp4``, read from the folder ``a/x``) of videos listed
+    under the tree ``frames_root`` was extracted from; a video outside it raises ``ValueError``."""
+    path = os.path.join(frames_root, SOURCE_NAME)
+    try:
+        with open(path, encoding="utf-8") as f:
+            videos_root = json.load(f)["videos"]
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{path}: cannot read it ({type(error).__name__}); is {frames_root} a tree written "
+                         "by data_prep/extract_frames.py?") from None
+    mapped = []
+    for video in video_paths:
+        relative = os.path.relpath(os.path.abspath(video), videos_root)
+        if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+            raise ValueError(f"{video} is not under {videos_root}, the videos {frames_root} was extracted "
+                             "from")
+        mapped.append(os.path.join(frames_root, relative))
+    return mapped
 
 
 def frame_name(stored_index: int) -> str:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .failures import Failure, FailureLog
 from .files import mask_sidecar_path
-from .frames import read_frames_clip
+from .frames import frames_paths, read_frames_clip
 from .sampling import clip_indices, temporal_view_positions
 from .transforms import Box, crop_clip, crop_masks, cut_box, multi_view_crop_boxes, train_crop_box
 from .video import DEFAULT_FAULT_TOLERANCE, DecodedClip, VideoDecodeError, read_clip, read_mask_sidecar
@@ -126,7 +126,10 @@ class VideoDataset(torch.utils.data.Dataset):
         max_retries: replacement videos tried for an unreadable training item before giving up.
         decode_threads, fault_tol: decord's ``num_threads`` and corrupt-frame tolerance.
         format: ``video`` files, or ``frames``: the JPEG frame folders of :mod:`.frames` (the list's
-            ``a/x.mp4`` is read from the folder ``a/x``, under ``path_prefix``).
+            ``a/x.mp4`` is read from the folder ``a/x``).
+        frames_root: with ``frames``, the tree ``data_prep/extract_frames.py`` wrote: listed videos are
+            read from their folders there (the lists stay as built for the videos). Without it the list's
+            paths (after ``path_prefix``) must name the frames tree.
         num_samples: training clips per decoded window (repeated sampling; K augmentations).
         augment_on: ``host`` (crop, resize, flip in the worker) or ``device``: the worker only cuts the
             box out and flips; :func:`.transforms.resize_crops` resizes on the device (training only).
@@ -153,6 +156,7 @@ class VideoDataset(torch.utils.data.Dataset):
         decode_threads: int = 1,
         fault_tol: float = DEFAULT_FAULT_TOLERANCE,
         format: Literal["video", "frames"] = "video",
+        frames_root: str | None = None,
         num_samples: int = 1,
         augment_on: Literal["host", "device"] = "host",
     ):
@@ -164,6 +168,8 @@ class VideoDataset(torch.utils.data.Dataset):
             raise ValueError(f"num_samples must be >= 1 and augment_on host or device, got {num_samples} "
                              f"and {augment_on!r}")
         self.items = read_list(list_path, path_prefix=path_prefix)
+        if format == "frames" and frames_root:  # the listed videos, read from their frame folders
+            self.items = list(zip(frames_paths([path for path, _ in self.items], frames_root), self.labels))
         self.info = load_dataset_info(os.path.dirname(os.path.abspath(list_path)))
         self.split = split
         self.num_frames, self.sampling_rate, self.target_fps = num_frames, sampling_rate, target_fps

@@ -76,16 +76,23 @@ def build_dataset(cfg: Config, split: Literal["train", "val", "test"], spec: Inp
     list_name = {"train": data.train_list, "val": data.val_list, "test": data.test_list}[split]
     list_path = os.path.join(data.root, list_name)
     views_with_masks = split == "test" and with_masks
-    check_list(list_path, f"data.{split}_list", data.path_prefix or None)
-    dataset = VideoDataset(
-        list_path, split=split, num_frames=spec.num_frames,
-        sampling_rate=spec.sampling_rate, crop_size=spec.crop_size,
-        train_jitter_scales=spec.train_jitter_scales,
-        test_scale=data.test_scale or round(spec.crop_size * 256 / 224),
-        num_ensemble_views=data.num_ensemble_views, num_spatial_crops=data.num_spatial_crops,
-        path_prefix=data.path_prefix or None, flip=data.flip, with_masks=with_masks, seed=cfg.run.seed,
-        format=data.format, num_samples=data.num_samples, augment_on=data.augment_on,
-        decode_threads=data.decode_threads)
+    frames_root = data.frames_root if data.format == "frames" else ""
+    if not frames_root:  # with a frames tree the videos may be gone; VideoDataset checks the mapping
+        check_list(list_path, f"data.{split}_list", data.path_prefix or None)
+    try:
+        dataset = VideoDataset(
+            list_path, split=split, num_frames=spec.num_frames,
+            sampling_rate=spec.sampling_rate, crop_size=spec.crop_size,
+            train_jitter_scales=spec.train_jitter_scales,
+            test_scale=data.test_scale or round(spec.crop_size * 256 / 224),
+            num_ensemble_views=data.num_ensemble_views, num_spatial_crops=data.num_spatial_crops,
+            path_prefix=data.path_prefix or None, flip=data.flip, with_masks=with_masks, seed=cfg.run.seed,
+            format=data.format, frames_root=frames_root or None, num_samples=data.num_samples,
+            augment_on=data.augment_on, decode_threads=data.decode_threads)
+    except (OSError, ValueError) as err:  # with frames_root: the list, or a path outside the frames' videos
+        if not frames_root:
+            raise
+        raise ConfigError(f"data.{split}_list with data.frames_root={frames_root}: {err}") from None
     if views_with_masks:
         check_mask_sidecars(dataset, list_path)
     return dataset
