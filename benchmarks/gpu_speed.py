@@ -4,6 +4,7 @@ step and the interpreters' REINFORCE step, each speed-up next to its GFLOPs rati
 
     python benchmarks/gpu_speed.py --device cuda --dtype bfloat16     # TimeSformer-B 8x224 b32, DeiT-S b256
     python benchmarks/gpu_speed.py --profile                          # + the top kernels of every row
+    python benchmarks/gpu_speed.py --compile                          # inference rows torch.compile'd
     python benchmarks/gpu_speed.py                                    # CPU: 3 blocks, small batches
 
 Every timed call gets a new input batch drawn on the device just before it (outside the timed region),
@@ -46,14 +47,16 @@ class Row:
     forward: Callable[[nn.Module, Tensor], Tensor]      # (model, clip) -> logits
     gflops: float = 0.0
     step: str | None = None                             # "finetune" | "interpreters": a timed training step
+    static: bool = False                                # no host reads: one graph under torch.compile
 
 
 class Bench:
     """Times a function on fresh device batches."""
 
     def __init__(self, device: torch.device, dtype: torch.dtype, iters: int, warmup: int,
-                 profile: bool) -> None:
+                 profile: bool, compile: bool = False) -> None:
         self.device, self.dtype, self.iters, self.warmup, self.profile = device, dtype, iters, warmup, profile
+        self.compile = compile
 
     def autocast(self):
         if self.dtype == torch.float32:
@@ -106,11 +109,21 @@ class Bench:
         return seconds, peak
 
     def inference(self, row: Row, shape: tuple[int, ...]) -> tuple[float, float | None]:
+        """``--compile``: the forward through ``torch.compile``, with CUDA-graph replay on a GPU
+        (``reduce-overhead``), for the rows without host reads (dense, budgets): one graph each."""
         row.model.eval()
+        forward = row.forward
+        if self.compile and row.static:
+            mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+            forward = torch.compile(row.forward, mode=mode, dynamic=False)
 
         def run(x: Tensor) -> None:
+            if self.compile and row.static:   # no inference_mode: graph replays keep their tensors
+                with torch.no_grad(), self.autocast():
+                    forward(row.model, x).clone()
+                return
             with torch.inference_mode(), self.autocast():
-                row.forward(row.model, x)
+                forward(row.model, x)
         return self.measure(row.name, run, shape)
 
     def training(self, row: Row, shape: tuple[int, ...], num_classes: int) -> tuple[float, float | None]:
@@ -171,11 +184,12 @@ def build_rows(template: IARed, bench: Bench, calibration: Tensor, with_tome: bo
     gflops = lambda macs: float(macs.double().mean()) / 1e9    # noqa: E731
     dense_gflops = gflops(forward_macs(backbone, calibration))
     fresh = lambda module: copy.deepcopy(module).to(bench.device)   # noqa: E731
-    rows = [Row("dense", fresh(backbone), lambda m, x: m(x), dense_gflops, "finetune")]
+    rows = [Row("dense", fresh(backbone), lambda m, x: m(x), dense_gflops, "finetune", static=True)]
     if isinstance(backbone, TimeSformer) and backbone.attention_type == "divided_space_time":
         windowed = fresh(backbone)
         windowed.temporal_windows = True
-        rows.append(Row("dense, temporal windows", windowed, lambda m, x: m(x), dense_gflops, "finetune"))
+        rows.append(Row("dense, temporal windows", windowed, lambda m, x: m(x), dense_gflops, "finetune",
+                        static=True))
 
     def iared_row(name: str, step: str | None = None, **decision) -> Row:
         model = fresh(template).eval()
@@ -188,6 +202,7 @@ def build_rows(template: IARed, bench: Bench, calibration: Tensor, with_tome: bo
     first = BUDGETS[".7/.5/.3"]
     for name, budget in BUDGETS.items():
         rows.append(iared_row(f"budget {name}", "finetune", decision="budget", budgets=budget))
+        rows[-1].static = True
     with torch.inference_mode(), bench.autocast():
         thresholds, floors = fit_thresholds(template, [calibration], first)
     rows.append(iared_row("threshold per group", "finetune", decision="calibrated", thresholds=thresholds,
@@ -257,12 +272,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-train", action="store_true", help="inference only")
     parser.add_argument("--profile", action="store_true", help="print each row's top ops by device time")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the inference rows (CUDA graphs on a GPU)")
     args = parser.parse_args()
     device = torch.device(args.device)
     gpu = device.type == "cuda"
     dtype = getattr(torch, args.dtype or ("bfloat16" if gpu else "float32"))
     depth = args.depth or (12 if gpu else 3)
-    bench = Bench(device, dtype, args.iters or (10 if gpu else 3), args.warmup if gpu else 1, args.profile)
+    bench = Bench(device, dtype, args.iters or (10 if gpu else 3), args.warmup if gpu else 1, args.profile,
+                  args.compile)
     starts = [0, depth // 3, 2 * depth // 3]
     name = torch.cuda.get_device_name(device) if gpu else "CPU"
     print(f"{name}, torch {torch.__version__}, {dtype} {'autocast' if dtype != torch.float32 else ''}, "
