@@ -34,7 +34,7 @@ def test_folded_scores_equal_plain_formulation_and_load_its_weights():
     present = torch.rand(batch, locations * frames) < 0.6
     layout, rows = TokenLayout(batch, frames, locations, cls.device).select(present)
     state = TokenState(cls, tokens.flatten(0, 1)[rows], layout)
-    scores = state.token_map(interpreter(state.cls, state.rows_by_query.gather(state.patches)))   # (B, N*T)
+    scores = state.per_token(interpreter(state.cls, state.rows_by_query.gather(state.patches)))   # (B, N*T)
     expected = plain_scores(plain, heads, cls, tokens, present)
     assert (scores - expected).abs().max() <= 1e-6
     assert scores[~present].abs().max() == 0 and scores[present].min() > 0

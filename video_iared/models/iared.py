@@ -167,7 +167,7 @@ class IARed(nn.Module):
     def _scores(self, group: int, state: TokenState) -> Tensor:
         """(B, N*T) interpreter scores of the present tokens, 0 for absent ones."""
         tokens = state.rows_by_query.gather(state.patches)            # (Q, L, D); absent slots dropped
-        return state.token_map(self.interpreters[group](state.cls, tokens))
+        return state.per_token(self.interpreters[group](state.cls, tokens))
 
     @staticmethod
     def _frames_first(tokens: Tensor, frames: int) -> Tensor:

@@ -209,10 +209,10 @@ class TokenLayout:
 
     ``index`` (M,) are the flat positions ``b*N*T + n*T + t`` of the present tokens, increasing;
     ``None`` means every token is present (the dense model). ``counts`` (B,) are the present tokens of
-    each sample (``None`` when they are all equal), ``longest`` their maximum (a host int) and ``uniform`` says every sample has
-    ``longest``; ``per_frame`` says every frame has exactly that many (budget decisions);
-    ``longest_frame`` is the most tokens any frame kept, when known (data-dependent decisions read it
-    with the count); ``present`` (B, N*T) bool is the keep mask behind ``index``.
+    each sample (``None`` when they are all equal), ``longest`` their maximum (a host int) and
+    ``uniform`` says every sample has ``longest``; ``per_frame`` says every frame has exactly that many
+    (budget decisions); ``longest_frame`` is the most tokens any frame kept, when known (data-dependent
+    decisions read it with the count); ``present`` (B, N*T) bool is the keep mask behind ``index``.
     ``visible`` (M,) bool marks the rows attention may use as keys (``None``: all); only the masking
     baseline (:meth:`hide`) sets it. ``windowed``: the dense layout's temporal step also runs in run
     windows (packed layouts always do). Coordinates and plans are computed on first use and memoised (a
@@ -414,7 +414,7 @@ class TokenLayout:
     def query_sequences(self, cls_per_sample: int) -> SequencePlan:
         """Patch rows by the CLS row that queries them (interpreters, CLS-attention scores): one
         sequence of ``N*T`` slots per sample (the dense layout), or, with a CLS per frame, one of
-        ``N`` slots per frame. Padding is unmasked: callers drop its values (:meth:`TokenState.token_map`)."""
+        ``N`` slots per frame. Padding is unmasked: callers drop its values (:meth:`TokenState.per_token`)."""
         if cls_per_sample == 1:
             if self.index is None:
                 return SequencePlan(self.batch, self.tokens_per_sample)
@@ -451,7 +451,7 @@ class TokenState:
         """Patch rows by their CLS row (sequence g = CLS row g), for per-query products."""
         return self.layout.query_sequences(self.cls_per_sample)
 
-    def token_map(self, values: Tensor) -> Tensor:
+    def per_token(self, values: Tensor) -> Tensor:
         """Values on the :attr:`rows_by_query` grid (Q, L) -> (B, N*T) per token, 0 where absent."""
         layout = self.layout
         if self.cls_per_sample == 1 and layout.index is not None and layout.uniform:   # grid = rows
