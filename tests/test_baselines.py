@@ -239,3 +239,19 @@ def test_per_sample_counts_must_not_grow(model, clip):
         baselines.drop_tokens(model, clip, [0, 2], grow, lambda block, state: torch.rand(3, 64))
     with pytest.raises(ValueError, match="do not match"):
         baselines.actor_tube_predictor(model, 1)(clip, actor_masks()[:, :, :16])
+
+
+def test_tome_on_deit_is_tome_as_published_and_r0_is_dense():
+    from video_iared.models import DeiT
+
+    torch.manual_seed(0)
+    deit = DeiT(img_size=32, patch_size=4, embed_dim=32, depth=3, num_heads=2, num_classes=3).eval()
+    with torch.no_grad():
+        for param in deit.parameters():
+            param.add_(0.2 * torch.randn_like(param))
+        images = torch.randn(2, 3, 32, 32)
+        logits, left = baselines.tome_forward(deit, images, 0)
+        assert torch.allclose(logits, deit(images), atol=1e-5) and left.tolist() == [64, 64, 64]
+        out = baselines.tome_predictor(deit, 8)(images)
+    assert out.keep.tolist() == [[56 / 64, 48 / 64, 40 / 64]] * 2                 # 8 tokens merged per block
+    assert float(out.macs[0]) < model_macs(shape_of(deit)).item()

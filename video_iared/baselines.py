@@ -29,7 +29,7 @@ And references that read the test set's actor masks (:class:`~video_iared.engine
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import torch
@@ -342,8 +342,9 @@ class MergedTokens:
 
 
 class ToMeBlock(nn.Module):
-    """A divided space-time :class:`~video_iared.models.timesformer.Block` (its own modules, wrapped,
-    not copied) on :class:`MergedTokens`, after ToMe's ``tome/patch/timm.py``. Modifications:
+    """A divided space-time :class:`~video_iared.models.timesformer.Block`, or a DeiT block (one frame, no
+    temporal step: ToMe as published), wrapped with its own modules, not copied, on
+    :class:`MergedTokens`, after ToMe's ``tome/patch/timm.py``. Modifications:
 
     - the spatial softmax adds log(size) to each key's logit (proportional attention; the CLS copy has
       size 1), so a merged token counts as the tokens it replaced. In the temporal step all keys of a
@@ -357,32 +358,36 @@ class ToMeBlock(nn.Module):
     def __init__(self, block: Block, merge: int) -> None:
         super().__init__()
         kind = getattr(block, "attention_type", "image")
-        if kind != "divided_space_time":
-            raise ValueError(f"ToMe is adapted to divided_space_time attention, not {kind}")
-        self.block, self.merge = block, merge
+        if kind not in ("divided_space_time", "image"):
+            raise ValueError(f"ToMe is adapted to divided_space_time attention and images, not {kind}")
+        self.block, self.merge, self.temporal = block, merge, kind == "divided_space_time"
+        # DeiT's layer scales (identities unless the weights carry them)
+        self.scale_attn = getattr(block, "ls1", nn.Identity())
+        self.scale_mlp = getattr(block, "ls2", nn.Identity())
 
     def forward(self, state: MergedTokens) -> MergedTokens:
         block, (batch, _, frames, _) = self.block, state.x.shape
         x, cls = state.x, state.cls
-        temporal = block.temporal_attn(rearrange(block.temporal_norm1(x), "b n t d -> (b n) t d"))
-        x = x + block.temporal_fc(rearrange(temporal, "(b n) t d -> b n t d", b=batch))
+        if self.temporal:
+            temporal = block.temporal_attn(rearrange(block.temporal_norm1(x), "b n t d -> (b n) t d"))
+            x = x + block.temporal_fc(rearrange(temporal, "(b n) t d -> b n t d", b=batch))
         rows = torch.cat([repeat(cls, "b d -> (b t) 1 d", t=frames), rearrange(x, "b n t d -> (b t) n d")], 1)
         q, k, v = split_heads(block.attn.qkv(block.norm1(rows)), block.attn.num_heads)
         log_size = repeat(F.pad(state.size, (1, 0), value=1.0).log(), "b l -> (b t) 1 1 l", t=frames)
         weights = attention_weights(q, k, block.attn.scale, log_size.to(q.dtype))     # (B*T, h, L, L)
-        res = block.attn.proj(rearrange(weights @ v, "g h l c -> g l (h c)"))
+        res = self.scale_attn(block.attn.proj(rearrange(weights @ v, "g h l c -> g l (h c)")))
         cls = cls + reduce(res[:, 0], "(b t) d -> b d", "mean", b=batch)
         x = x + rearrange(res[:, 1:], "(b t) n d -> b n t d", b=batch)
         size = state.size
         if self.merge:
             metric = reduce(k[:, :, 1:].mean(1), "(b t) n c -> b n c", "mean", b=batch)
             x, size = merge_tokens(x, size, bipartite_matching(metric, self.merge), x.shape[1] - self.merge)
-        cls = cls + block.mlp(block.norm2(cls))
-        return MergedTokens(cls, x + block.mlp(block.norm2(x)), size)
+        cls = cls + self.scale_mlp(block.mlp(block.norm2(cls)))
+        return MergedTokens(cls, x + self.scale_mlp(block.mlp(block.norm2(x))), size)
 
 
 def tome_forward(model: TimeSformer, clip: Tensor, r: int) -> tuple[Tensor, Tensor]:
-    """Divided space-time TimeSformer merging ``r`` *locations* per block (inference only): the
+    """Divided space-time TimeSformer (or DeiT) merging ``r`` *locations* per block (inference only): the
     backbone's blocks patched by :class:`ToMeBlock` at :func:`tome_schedule`, run by the backbone's own
     loop (:func:`~video_iared.models.layers.run_blocks`). Returns logits (B, C) and the locations left
     after each block (depth,)."""
@@ -393,7 +398,7 @@ def tome_forward(model: TimeSformer, clip: Tensor, r: int) -> tuple[Tensor, Tens
     schedule = tome_schedule(layout.locations, len(model.blocks), r)
     tokens = run_blocks([ToMeBlock(block, merge) for block, merge in zip(model.blocks, schedule)], tokens)
     left = layout.locations - torch.tensor(schedule).cumsum(0)
-    return model.head(model.norm(tokens.cls)), left
+    return model.head(model.pool(replace(state, cls=tokens.cls))), left
 
 
 def tome_predictor(model: TimeSformer, r: int) -> Predictor:
