@@ -128,8 +128,7 @@ def model_predictor(model: nn.Module, *, decision: str = "threshold", threshold:
         return dense
 
     def predict(clip: Tensor) -> Prediction:
-        model.threshold, model.budgets = threshold, list(budget) or None
-        out = model(clip, decision=decision)
+        out = model(clip, decision=decision, threshold=threshold, budgets=list(budget) or None)
         masks = [group.keep.cpu() for group in out.groups]
         return Prediction(out.logits, forward_macs(model, clip, masks, interpreter_heads=interpreter_heads),
                           group_kept_shares(masks))
