@@ -65,8 +65,7 @@ class Attention(nn.Module):
 
     ``forward(x)`` attends within each sequence of ``x`` (G, L, D). With ``plan`` (a
     :class:`~video_iared.models.tokens.SequencePlan`), ``x`` are rows (R, D): the linear layers run on
-    the rows only, the attention on the plan's padded (G, L) grid with its key mask: one SDPA call.
-    ``key_mask`` (G, L) bool marks real keys for grouped input without a plan.
+    the rows only, the attention on the plan's (G, L) grid with its mask: one SDPA call.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False,
@@ -82,16 +81,16 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
         self.attention_sink: AttentionSink | None = None
 
-    def forward(self, x: Tensor, plan: SequencePlan | None = None, key_mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, plan: SequencePlan | None = None) -> Tensor:
         qkv = self.qkv(x)
         if plan is None:
-            out = self._attend(qkv, None if key_mask is None else key_mask[:, None, None, :])
+            out = self._attend(qkv, None)
         else:   # linears on the rows, attention on the padded grid
             out = plan.scatter(self._attend(plan.gather(qkv), plan.mask, plan.bias(qkv.dtype)))
         return self.proj_drop(self.proj(out))
 
     def _attend(self, qkv: Tensor, mask: Tensor | None, bias: Tensor | None = None) -> Tensor:
-        """(G, L, 3D) query/key/value sequences, key mask (G, 1, 1, L) bool and, optionally, the same
+        """(G, L, 3D) query/key/value sequences, a mask (G, 1, 1 or L, L) bool and, optionally, the same
         mask as an additive bias -> (G, L, D) attention outputs."""
         q, k, v = split_heads(qkv, self.num_heads)
         if self.attention_sink is None:
