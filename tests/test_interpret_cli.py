@@ -24,15 +24,15 @@ def test_method_maps_cover_every_method(iared):
     clips = torch.randint(0, 255, (2, 3, 8, 32, 32), dtype=torch.uint8)
     logits, maps, dropped = method_maps(iared, clips)
     assert logits.shape == (2, 3)
-    assert set(maps) == {"interpreter", "interpreter_g1", "interpreter_g2", "raw_attention", "rollout",
+    assert set(maps) == {"interpreter", "interpreter_g0", "interpreter_g1", "raw_attention", "rollout",
                          "grad_cam", "attention_gradient", "transformer_attribution", "random"}
     assert all(m.shape == (2, 8, 4, 4) for m in maps.values())
-    assert set(dropped) == {"interpreter", "interpreter_g1", "interpreter_g2"}
+    assert set(dropped) == {"interpreter", "interpreter_g0", "interpreter_g1"}
     # hierarchical: what group 1 dropped stays dropped in group 2, and the combined map marks both
-    assert (dropped["interpreter_g2"] | ~dropped["interpreter_g1"]).all()
-    assert torch.equal(dropped["interpreter"], dropped["interpreter_g2"])
+    assert (dropped["interpreter_g1"] | ~dropped["interpreter_g0"]).all()
+    assert torch.equal(dropped["interpreter"], dropped["interpreter_g1"])
     # full coverage: every token has a score, also those the deployed decision dropped
-    assert (maps["interpreter"] > 0).all() and (maps["interpreter_g2"] > 0).all()
+    assert (maps["interpreter"] > 0).all() and (maps["interpreter_g1"] > 0).all()
 
 
 @pytest.mark.parametrize("fmt", ["mp4", "gif"])

@@ -107,7 +107,7 @@ def test_interpreter_maps_per_group_and_product():
     first = torch.tensor([[[0.9, 0.6], [0.2, 0.8]]])
     second = torch.tensor([[[0.5, 1.0], [0.0, 0.5]]])
     maps = interpreter_maps([first, second], grid=(1, 2))
-    assert torch.equal(maps["interpreter_g1"][0, :, 0], first[0])
+    assert torch.equal(maps["interpreter_g0"][0, :, 0], first[0])
     assert torch.allclose(maps["interpreter"][0, :, 0], torch.tensor([[0.45, 0.6], [0.0, 0.4]]))
 
 

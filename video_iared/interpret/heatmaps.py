@@ -40,8 +40,8 @@ def interpreter_scores(model: nn.Module, x: Tensor) -> list[Tensor]:
 
 
 def interpreter_maps(scores: Sequence[Tensor], grid: tuple[int, int]) -> dict[str, Tensor]:
-    """Each group's scores (B, T, N) -> ``{"interpreter_g1": ..., "interpreter": product}``, (B, T, h, w)."""
-    maps = {f"interpreter_g{g + 1}": rearrange(s.float(), "b t (h w) -> b t h w", h=grid[0])
+    """Each group's scores (B, T, N) -> ``{"interpreter_g0": ..., "interpreter": product}``, (B, T, h, w)."""
+    maps = {f"interpreter_g{g}": rearrange(s.float(), "b t (h w) -> b t h w", h=grid[0])
             for g, s in enumerate(scores)}
     maps["interpreter"] = torch.stack(list(maps.values())).prod(0)
     return maps

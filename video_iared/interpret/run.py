@@ -56,8 +56,8 @@ def method_maps(loaded: LoadedModel, clips: Tensor, *, block: int = -1, seed: in
         logits = out.logits
         maps.update(interpreter_maps(interpreter_scores(model, x), grid))
         for g, group in enumerate(out.groups):
-            dropped[f"interpreter_g{g + 1}"] = ~group.keep.view(*group.keep.shape[:2], *grid)
-        dropped["interpreter"] = dropped[f"interpreter_g{len(out.groups)}"]
+            dropped[f"interpreter_g{g}"] = ~group.keep.view(*group.keep.shape[:2], *grid)
+        dropped["interpreter"] = dropped[f"interpreter_g{len(out.groups) - 1}"]
     else:
         logits = backbone(x)
     maps.update(explanation_maps(backbone, x, block=block))
