@@ -37,7 +37,7 @@ def test_budget_counts_rounding_and_errors():
 def test_drop_baselines_keep_exactly_the_budget(model, clip, make):
     with torch.no_grad():
         out = make(model, [1, 3], [0.5, 0.25])(clip)
-    assert out.keep.tolist() == [[0.5, 0.25]] * 3  # 32 and 16 of 64 tokens in every sample
+    assert out.kept_per_group.tolist() == [[0.5, 0.25]] * 3  # 32 and 16 of 64 tokens in every sample
     assert out.logits.shape == (3, 7)
     assert bool((out.macs < model_macs(shape_of(model))).all())
 
@@ -188,7 +188,7 @@ def test_actor_tube_keeps_exactly_the_tube(model, clip):
         reference = model.head(model.pool(model.forward_blocks(state, 1)))
     assert torch.equal(kept[0], expected)
     assert expected.sum((1, 2)).tolist() == [4, 20, 0]  # 1 and 5 locations x 4 frames
-    assert out.keep.flatten().tolist() == [4 / 64, 20 / 64, 0.0]
+    assert out.kept_per_group.flatten().tolist() == [4 / 64, 20 / 64, 0.0]
     assert torch.allclose(out.logits, reference, atol=1e-5) and torch.allclose(logits, reference, atol=1e-5)
 
 
@@ -201,7 +201,7 @@ def test_random_same_count_keeps_the_same_counts_elsewhere(model, clip):
         counts = (baselines.tube_coverage(masks, 8, 4) > 0).sum(1)
         _, kept = baselines.drop_tokens(model, clip, [1], [counts],
                                         baselines.random_scores(torch.Generator().manual_seed(0)))
-    assert torch.equal(rand.keep, actor.keep) and torch.equal(rand.logits, again.logits)
+    assert torch.equal(rand.kept_per_group, actor.kept_per_group) and torch.equal(rand.logits, again.logits)
     assert kept[0].sum((1, 2)).tolist() == [4, 20, 0]
     assert not torch.equal(kept[0], expected_tube_keep(masks))
 
@@ -223,7 +223,7 @@ def test_oracle_predictor_keeps_the_budget_at_no_scorer_cost(model, clip):
     with torch.no_grad():
         oracle = baselines.oracle_predictor(model, [1, 3], [0.5, 0.0625])(clip, masks)
         rand = baselines.random_predictor(model, [1, 3], [0.5, 0.0625])(clip)
-    assert oracle.keep.tolist() == rand.keep.tolist() == [[0.5, 0.0625]] * 3  # 32 then 4 of 64
+    assert oracle.kept_per_group.tolist() == rand.kept_per_group.tolist() == [[0.5, 0.0625]] * 3  # 32, 4
     scores = baselines.oracle_scores(masks, 8, torch.Generator().manual_seed(0))
     with torch.no_grad():
         _, kept = baselines.drop_tokens(model, clip, [1, 3], [32, 4], lambda block, state: scores)
@@ -253,5 +253,5 @@ def test_tome_on_deit_is_tome_as_published_and_r0_is_dense():
         logits, left = baselines.tome_forward(deit, images, 0)
         assert torch.allclose(logits, deit(images), atol=1e-5) and left.tolist() == [64, 64, 64]
         out = baselines.tome_predictor(deit, 8)(images)
-    assert out.keep.tolist() == [[56 / 64, 48 / 64, 40 / 64]] * 2                 # 8 tokens merged per block
+    assert out.kept_per_group.tolist() == [[56 / 64, 48 / 64, 40 / 64]] * 2      # 8 tokens merged per block
     assert float(out.macs[0]) < model_macs(shape_of(deit)).item()

@@ -29,7 +29,7 @@ def records_for(items: list[int]) -> ViewRecords:
     return ViewRecords(video=video, view=view, label=video % NUM_CLASSES,
                        logits=torch.stack([logits_for(int(v), int(w)) for v, w in zip(video, view)]),
                        macs=torch.full((len(items),), 2e9, dtype=torch.float64),
-                       keep=torch.full((len(items), 2), 0.5))
+                       kept_per_group=torch.full((len(items), 2), 0.5))
 
 
 @pytest.mark.parametrize("world", [1, 2, 4])
@@ -116,7 +116,7 @@ def test_run_views_times_after_warmup():
                      torch.tensor([0, 1])) for i in range(3)]
     out = run_views(predict, batches, prepare=lambda x: x.float(), warmup=1)
     assert calls == [torch.float32] * 3 and len(out.records) == 6 and out.timed_views == 4
-    assert out.records.keep.shape == (6, 0)
+    assert out.records.kept_per_group.shape == (6, 0)
 
 
 def test_run_views_gives_mask_predictors_the_batch_masks():
@@ -153,8 +153,8 @@ def test_iared_predictor_budget_and_threshold_costs():
         budget = model_predictor(model, decision="budget", budget=[0.5, 0.25], interpreter_heads=2)(clip)
         threshold = model_predictor(model, threshold=0.0, interpreter_heads=2)(clip)  # scores > 0: keep all
         dense = model_predictor(model, decision="none")(clip)
-    assert budget.keep.tolist() == [[0.5, 0.25]] * 2
-    assert threshold.keep.tolist() == [[1.0, 1.0]] * 2
+    assert budget.kept_per_group.tolist() == [[0.5, 0.25]] * 2
+    assert threshold.kept_per_group.tolist() == [[1.0, 1.0]] * 2
     shape = shape_of(backbone)
     assert torch.equal(dense.macs, model_macs(shape, batch=2))
     interpreters = threshold.macs - dense.macs  # both interpreters: CLS query, fold, key bias; 64 tokens

@@ -23,7 +23,8 @@ class ViewRecords:
     """One row per evaluated view; every field is a tensor whose first dimension is the row.
 
     ``label`` is -1 for a view of an unreadable video (the test dataset's convention).
-    ``keep`` (V, G) is the share of the T·N patch tokens each group ran on (empty G for dense runs).
+    ``kept_per_group`` (V, G) is the share of the T·N patch tokens each group ran on (empty G for dense
+    runs).
     """
 
     video: Tensor  # (V,) long
@@ -31,7 +32,7 @@ class ViewRecords:
     label: Tensor  # (V,) long
     logits: Tensor  # (V, C) float
     macs: Tensor  # (V,) float64, per view
-    keep: Tensor  # (V, G) float
+    kept_per_group: Tensor  # (V, G) float
 
     def __len__(self) -> int:
         return self.video.shape[0]

@@ -28,7 +28,7 @@ class Prediction(NamedTuple):
 
     logits: Tensor  # (B, C)
     macs: Tensor  # (B,) float64, analytic, per view
-    keep: Tensor  # (B, G) share of the T·N patch tokens after each reduction step (G = 0: dense)
+    kept_per_group: Tensor  # (B, G) share of the T·N patch tokens after each group's drop (G = 0: dense)
 
 
 Predictor = Callable[[Tensor], Prediction]
@@ -91,7 +91,8 @@ def run_views(predict: Predictor | MaskPredictor, batches: Iterable[Batch], *,
                 timed += clip.shape[0]
             parts.append(ViewRecords(video=batch.video.long(), view=batch.view.long(),
                                      label=batch.label.long(), logits=out.logits.float().cpu(),
-                                     macs=out.macs.double().cpu(), keep=out.keep.float().cpu()))
+                                     macs=out.macs.double().cpu(),
+                                     kept_per_group=out.kept_per_group.float().cpu()))
     return ViewPass(ViewRecords.cat(parts), seconds, timed)
 
 

@@ -45,8 +45,8 @@ def compute_metrics(views: ViewPass, *, num_videos: int, num_classes: int, clip_
     video_hits = topk_correct(scores[readable], labels[readable])
     clip = records.take(((records.view == clip_view) & (records.label >= 0)).nonzero().squeeze(1))
     clip_hits = topk_correct(clip.logits, clip.label)
-    keep = records.keep
-    share = kept_share(keep, 1, group_spans, depth) if keep.shape[1] else torch.ones(len(records))
+    per_group = records.kept_per_group
+    share = kept_share(per_group, 1, group_spans, depth) if per_group.shape[1] else torch.ones(len(records))
     per_class = per_class_accuracy(video_hits[1], labels[readable], num_classes)
     failed = [int(v) for v in (~readable & (view_counts > 0)).nonzero().squeeze(1)]
     return {
@@ -54,7 +54,7 @@ def compute_metrics(views: ViewPass, *, num_videos: int, num_classes: int, clip_
         "video_top1": _percent(video_hits[1]), "video_top5": _percent(video_hits[5]),
         "gflops_per_view": records.macs.mean().item() / 1e9,
         "kept_share": share.mean().item(),
-        "kept_share_per_group": keep.mean(0).tolist(),
+        "kept_share_per_group": per_group.mean(0).tolist(),
         "clips_per_second": views.timed_views / views.model_seconds if views.model_seconds else float("nan"),
         "num_videos": int(readable.sum()), "num_views": len(records), "num_clip_views": len(clip),
         "failed_videos": len(failed), "failed_video_indices": failed, "unevaluated_videos": missing,
