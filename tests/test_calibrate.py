@@ -9,6 +9,7 @@ from video_iared.cli import main
 from video_iared.config import load_config
 from video_iared.engine.calibrate import CALIBRATION_KEY, fit_thresholds, floored_threshold
 from video_iared.engine.loading import load_for_inference
+from video_iared.models import IARed
 from video_iared.models.weights import WeightsError, read_checkpoint
 from video_iared.predict import load_model
 from video_iared.sweep import method_points
@@ -47,23 +48,23 @@ def test_fitted_thresholds_spend_the_budget_on_the_fitting_clips():
     budget = [0.6, 0.3]
     thresholds, floors = fit_thresholds(model, clips, budget)
     assert model.thresholds is None and floors == [0, 0]  # the fit leaves the model as it was
-    model.thresholds = thresholds
     kept = torch.zeros(2)
     with torch.no_grad():
         for clip in clips:
-            out = model(clip, decision="calibrated")
+            out = model(clip, decision="calibrated", thresholds=thresholds)
             kept += torch.stack([g.keep.sum().float() for g in out.groups])
             per_clip = out.groups[1].kept
     total = 12 * 8 * 16  # clips x T x N
     assert kept.tolist() == [round(0.6 * total), round(0.3 * total)]
     assert per_clip.unique().numel() > 1  # per-clip counts adapt; only the mean is fixed
-    model.thresholds, model.min_kept = fit_thresholds(model, clips, budget, floor_share=0.5)
-    assert model.min_kept == [round(0.3 * 128), round(0.15 * 128)]
+    thresholds, min_kept = fit_thresholds(model, clips, budget, floor_share=0.5)
+    assert min_kept == [round(0.3 * 128), round(0.15 * 128)]
     with torch.no_grad():
-        outs = [model(clip, decision="calibrated") for clip in clips]
+        outs = [model(clip, decision="calibrated", thresholds=thresholds, min_kept=min_kept)
+                for clip in clips]
     for g, share in enumerate(budget):
         counts = torch.cat([out.groups[g].kept for out in outs])
-        assert counts.min() >= model.min_kept[g]
+        assert counts.min() >= min_kept[g]
         assert abs(counts.sum().item() - round(share * total)) <= 2  # ties at the floor's edge aside
 
 
@@ -105,16 +106,17 @@ def test_calibrate_needs_one_budget_per_group(small_synthetic, tmp_path):
 
 def test_sweep_adds_the_calibrated_row_only_when_calibrated():
     model = tiny_iared([0, 2])
-    kwargs = dict(thresholds=[0.5], keep_ratios=[0.7], tome_r=[], interpreter_heads=4, starts=[0, 2])
+    kwargs = dict(threshold_points=[0.5], keep_ratios=[0.7], tome_r=[], interpreter_heads=4, starts=[0, 2])
     assert "iared-calibrated" not in [m for m, *_ in method_points(model, **kwargs)]
-    model.thresholds = [0.6, 0.7]
+    model = IARed(model.backbone, group_starts=[0, 2], interpreter_heads=4, thresholds=[0.6, 0.7])   # loaded
     rows = {m: predict for m, _, predict, _ in method_points(model, **kwargs)}
     clip = torch.randn(2, 3, 8, 32, 32)
     with torch.no_grad():
         expected = model(clip, decision="calibrated")
         got = rows["iared-calibrated"](clip)
     assert torch.equal(got.logits, expected.logits)
-    assert got.keep.tolist() == [[g.keep[i].float().mean().item() for g in expected.groups] for i in range(2)]
+    assert got.kept_per_group.tolist() == [[g.keep[i].float().mean().item() for g in expected.groups]
+                                           for i in range(2)]
 
 
 def test_training_refuses_the_calibrated_decision():

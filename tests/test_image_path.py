@@ -60,7 +60,7 @@ def test_three_stages_evaluate_sweep_and_interpret_on_an_image_folder(image_set,
                  f"run.output_dir={tmp_path / 'eval'}"]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["num_videos"] == 6 and metrics["num_views"] == 6
-    assert main(["sweep", "--config", finetune, "--checkpoint", previous, "--thresholds", "0.5",
+    assert main(["sweep", "--config", finetune, "--checkpoint", previous, "--threshold-points", "0.5",
                  "--final-keeps", "0.3", "--tome-r", "", "--oracle", *common,
                  f"run.output_dir={tmp_path / 'sweep'}"]) == 0
     methods = {p["method"] for p in json.loads((tmp_path / "sweep" / "sweep.json").read_text())["points"]}

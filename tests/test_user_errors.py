@@ -87,7 +87,7 @@ def test_flops_keep_ratio_is_checked(capsys):
 
 
 @pytest.mark.parametrize("flag, value", [("--final-keeps", "0.5,1.5"), ("--keep-ratios", "0"),
-                                         ("--thresholds", "-0.2")])
+                                         ("--threshold-points", "-0.2")])
 def test_sweep_points_are_checked(data, capsys, flag, value):
     err = one_line_error(["sweep", "--checkpoint", str(data["ckpt"]), flag, value], capsys)
     assert flag in err and ("(0, 1]" in err or "[0, 1]" in err)

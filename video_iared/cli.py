@@ -177,10 +177,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         outside = [v for v in values or () if not 0.0 < v <= 1.0]
         if outside:
             raise UserError(f"{flag} {','.join(f'{v:g}' for v in outside)}: shares of the tokens, in (0, 1]")
-    outside = [t for t in args.thresholds if not 0.0 <= t <= 1.0]
+    outside = [t for t in args.threshold_points if not 0.0 <= t <= 1.0]
     if outside:
-        raise UserError(f"--thresholds {','.join(f'{t:g}' for t in outside)}: interpreter scores, in [0, 1]")
-    sweep(_checkpoint_config(args), args.checkpoint, thresholds=args.thresholds,
+        points = ",".join(f"{t:g}" for t in outside)
+        raise UserError(f"--threshold-points {points}: interpreter scores, in [0, 1]")
+    sweep(_checkpoint_config(args), args.checkpoint, threshold_points=args.threshold_points,
           keep_ratios=args.keep_ratios or (), final_keeps=args.final_keeps, tome_r=args.tome_r,
           oracle=args.oracle, methods=args.methods, group_starts=args.group_starts, warmup=args.warmup)
     return 0
@@ -191,7 +192,7 @@ def _register_sweep(sub: argparse._SubParsersAction) -> None:
                        "CLS-attention top-k, ToMe and dense (--oracle: and the actor-mask references); "
                        "writes sweep.json and sweep.png to run.output_dir")
     _add_checkpoint_args(p, warmup=1)
-    p.add_argument("--thresholds", type=_numbers(float), default=[0.3, 0.5, 0.7, 0.8, 0.9],
+    p.add_argument("--threshold-points", type=_numbers(float), default=[0.3, 0.5, 0.7, 0.8, 0.9],
                    help="IA-RED2 threshold decisions, comma-separated (default 0.3,0.5,0.7,0.8,0.9)")
     p.add_argument("--keep-ratios", type=_numbers(float), default=None,
                    help="per-group keep ratios rho, comma-separated: budgets [rho, rho^2, ...] for IA-RED2, "

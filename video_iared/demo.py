@@ -30,7 +30,7 @@ TRAINING = (("train backbone", "backbone", None,
 FINAL = TRAINING[-1][1]  # the deployed IA-RED2 model: evaluated, swept, interpreted
 FRAME_SIZE = 32  # the model's input size: no resizing in the loader, and a quarter of the decoding of 64
 # fewer points than the sweep's defaults (each is a pass over the test set): the demo's time budget
-SWEEP_POINTS = ("--thresholds", "0.5", "--keep-ratios", "0.8,0.5", "--tome-r", "2")
+SWEEP_POINTS = ("--threshold-points", "0.5", "--keep-ratios", "0.8,0.5", "--tome-r", "2")
 
 
 def build_steps(out: Path, num_train: int, num_val: int) -> list[Step]:

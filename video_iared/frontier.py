@@ -68,7 +68,7 @@ def build_steps(out: Path, seeds: Sequence[int], num_train: int, num_val: int) -
                           runs / "sweep_dense" / "sweep.json"))
         steps.append(Step(f"seed {seed}: sweep IA-RED2",
                           cli("sweep", "--config", str(CLUTTER / "finetune.yaml"), "--checkpoint",
-                              str(calibrated), "--methods", IARED_METHODS, "--thresholds", "0.5",
+                              str(calibrated), "--methods", IARED_METHODS, "--threshold-points", "0.5",
                               "--final-keeps", FINAL_KEEPS, "--tome-r", "", *common, *views,
                               f"run.output_dir={runs / 'sweep_iared'}"),
                           runs / "sweep_iared" / "sweep.json"))

@@ -79,7 +79,7 @@ def _sweep_rows(sweep: dict[str, Any]) -> list[str]:
     return rows
 
 
-def write_report(out: Path, stage_times: Sequence[tuple[str, float, bool]], total_seconds: float) -> Path:
+def write_report(out: Path, step_times: Sequence[tuple[str, float, bool]], total_seconds: float) -> Path:
     """Write ``out/REPORT.md`` from the demo's outputs; returns its path."""
     lines = ["# video_iared demo report", "",
              "The whole IA-RED² pipeline on the generated synthetic motion dataset (tiny TimeSformer, "
@@ -90,7 +90,7 @@ def write_report(out: Path, stage_times: Sequence[tuple[str, float, bool]], tota
         lines += ["## The deployed decision", "", *_deployed_rows(sweep, calibration), ""]
     lines += ["## Stages", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {name} | {'skipped (done earlier)' if skipped else f'{seconds:.0f}'} |"
-              for name, seconds, skipped in stage_times]
+              for name, seconds, skipped in step_times]
     lines += [f"| **total** | **{total_seconds:.0f}** |", ""]
     dense, iared = _read(out / "eval_dense" / "metrics.json"), _read(out / "eval_iared" / "metrics.json")
     if dense and iared:

@@ -86,7 +86,7 @@ def default_group_starts(depth: int) -> list[int]:
     return sorted({round(g * depth / 3) for g in range(3)})
 
 
-def method_points(model: nn.Module, *, thresholds: Sequence[float], keep_ratios: Sequence[float],
+def method_points(model: nn.Module, *, threshold_points: Sequence[float], keep_ratios: Sequence[float],
                   tome_r: Sequence[int], interpreter_heads: int, starts: Sequence[int],
                   final_keeps: Sequence[float] | None = None, oracle: bool = False,
                   seed: int = 0) -> Iterable[tuple[str, str, Predictor | MaskPredictor, list[int]]]:
@@ -95,7 +95,7 @@ def method_points(model: nn.Module, *, thresholds: Sequence[float], keep_ratios:
     backbone = backbone_of(model)
     yield "dense", "-", model_predictor(model, decision="none"), []
     iared = bool(group_starts_of(model))
-    for t in thresholds if iared else ():
+    for t in threshold_points if iared else ():
         yield ("iared-threshold", f"t={t:g}",
                model_predictor(model, threshold=t, interpreter_heads=interpreter_heads), list(starts))
     if iared and getattr(model, "thresholds", None) is not None:  # calibrated into the checkpoint
@@ -190,7 +190,7 @@ def plot_frontier(points: Sequence[SweepPoint], path: str | Path, title: str) ->
     plt.close(fig)
 
 
-def sweep(cfg: Config, checkpoint: str, *, thresholds: Sequence[float] = (0.3, 0.5, 0.7, 0.8, 0.9),
+def sweep(cfg: Config, checkpoint: str, *, threshold_points: Sequence[float] = (0.3, 0.5, 0.7, 0.8, 0.9),
           keep_ratios: Sequence[float] = (), final_keeps: Sequence[float] | None = None,
           tome_r: Sequence[int] = (1, 2, 3), oracle: bool = False, methods: Sequence[str] | None = None,
           group_starts: Sequence[int] | None = None, warmup: int = 1,
@@ -214,7 +214,8 @@ def sweep(cfg: Config, checkpoint: str, *, thresholds: Sequence[float] = (0.3, 0
                   or default_group_starts(depth))
         points = []
         for method, setting, predict, steps in method_points(
-                run.model, thresholds=thresholds, keep_ratios=keep_ratios, final_keeps=final_keeps,
+                run.model, threshold_points=threshold_points, keep_ratios=keep_ratios,
+                final_keeps=final_keeps,
                 tome_r=tome_r, interpreter_heads=cfg.model.interpreter_heads, starts=starts, oracle=oracle,
                 seed=cfg.run.seed):
             if methods is not None and method not in methods and method != "dense":
