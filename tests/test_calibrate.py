@@ -14,7 +14,7 @@ from video_iared.models.weights import WeightsError, read_checkpoint
 from video_iared.predict import load_model
 from video_iared.sweep import method_points
 
-BLOCKS = ["model.interpreter_blocks=[0,2]", "model.interpreter_heads=4"]
+BLOCKS = ["model.group_starts=[0,2]", "model.interpreter_heads=4"]
 
 
 def test_threshold_without_floor_keeps_exactly_the_asked_count():

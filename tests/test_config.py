@@ -6,7 +6,7 @@ import yaml
 from train_helpers import REPO
 
 from video_iared.cli import report_model_cost
-from video_iared.config import Config, ConfigError, load_config, parse_override
+from video_iared.config import Config, ConfigError, config_from_dict, load_config, parse_override
 from video_iared.models.build import check_decision
 
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
@@ -21,10 +21,10 @@ def test_defaults_are_the_official_recipe():
 def test_layers_apply_in_order(tmp_path):
     (tmp_path / "base.yaml").write_text("model: {num_classes: 10, drop_path_rate: 0.2}\noptim: {lr: 0.1}\n")
     (tmp_path / "exp.yaml").write_text("_base_: base.yaml\noptim: {lr: 0.01}\n")
-    cfg = load_config(tmp_path / "exp.yaml", ["optim.lr=0.5", "model.interpreter_blocks=[0,4,8]"])
+    cfg = load_config(tmp_path / "exp.yaml", ["optim.lr=0.5", "model.group_starts=[0,4,8]"])
     assert cfg.model.num_classes == 10 and cfg.model.drop_path_rate == 0.2
     assert cfg.optim.lr == 0.5
-    assert cfg.model.interpreter_blocks == [0, 4, 8]
+    assert cfg.model.group_starts == [0, 4, 8]
 
 
 def test_misspelled_key_names_the_nearest(tmp_path):
@@ -83,7 +83,7 @@ def test_every_config_builds_or_names_its_base(path, tmp_path):
     layered, it works."""
     def flops(config_path) -> str:
         cfg = load_config(config_path)
-        check_decision(cfg.iared, len(cfg.model.interpreter_blocks))  # what every command checks
+        check_decision(cfg.iared, len(cfg.model.group_starts))  # what every command checks
         return report_model_cost(cfg)
 
     try:
@@ -94,3 +94,9 @@ def test_every_config_builds_or_names_its_base(path, tmp_path):
         (tmp_path / "layered.yaml").write_text(yaml.safe_dump({"_base_": [base, str(path)]}))
         report = flops(tmp_path / "layered.yaml")
     assert "GFLOPs per view" in report
+
+
+def test_a_renamed_key_is_read_under_its_new_name():
+    """Configs and checkpoints written before the rename say model.interpreter_blocks."""
+    cfg = config_from_dict({"model": {"interpreter_blocks": [0, 2]}}, ["model.interpreter_blocks=[1,3]"])
+    assert cfg.model.group_starts == [1, 3] and "interpreter_blocks" not in cfg.to_dict()["model"]

@@ -15,7 +15,7 @@ def test_a_packaged_name_resolves_from_any_folder(tmp_path, monkeypatch):
     assert finetune == CONFIG_DIR / "k400" / "iared" / "timesformer_base_8x224_finetune.yaml"
     by_name = load_config("clutter/finetune")
     assert by_name == load_config(REPO / "configs" / "clutter" / "finetune.yaml")
-    assert by_name.model.interpreter_blocks == [0, 2, 4]  # its _base_ files resolved inside the package too
+    assert by_name.model.group_starts == [0, 2, 4]  # its _base_ files resolved inside the package too
 
 
 def test_a_path_wins_over_a_name(tmp_path, monkeypatch):

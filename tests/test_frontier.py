@@ -49,7 +49,7 @@ def test_each_seed_is_a_chain_of_its_own_files(tmp_path: Path):
 
 def test_baselines_drop_where_the_interpreters_sit_and_iared_runs_calibrated(tmp_path: Path):
     steps = build_steps(tmp_path, [0], num_train=30, num_val=9)
-    starts = load_config(str(CLUTTER / "finetune.yaml")).model.interpreter_blocks
+    starts = load_config(str(CLUTTER / "finetune.yaml")).model.group_starts
     dense_sweep = next(s for s in steps if "--oracle" in s.argv)
     assert dense_sweep.argv[dense_sweep.argv.index("--group-starts") + 1] == ",".join(map(str, starts))
     for step in steps:

@@ -16,7 +16,7 @@ from video_iared.predict import LoadedModel
 
 @pytest.fixture(scope="module")
 def iared() -> LoadedModel:
-    cfg = load_config(None, [*TINY, "model.interpreter_blocks=[0,2]", "model.interpreter_heads=4"])
+    cfg = load_config(None, [*TINY, "model.group_starts=[0,2]", "model.interpreter_heads=4"])
     return LoadedModel(tiny_iared([0, 2]), cfg, input_spec(cfg))
 
 

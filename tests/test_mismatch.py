@@ -19,7 +19,7 @@ from video_iared.engine.train import check_config
 from video_iared.models.build import build_model
 from video_iared.models.weights import WeightsError
 
-IARED = ["model.interpreter_blocks=[1,2]", "model.interpreter_heads=4"]
+IARED = ["model.group_starts=[1,2]", "model.interpreter_heads=4"]
 
 
 @pytest.fixture(scope="module")

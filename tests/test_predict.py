@@ -56,7 +56,7 @@ def test_official_checkpoint_is_recognised_from_its_weights(files, tmp_path):
 
 
 def test_iared_prediction_spends_fewer_flops():
-    cfg = load_config(None, [*TINY, "model.interpreter_blocks=[0,2]", "model.interpreter_heads=4"])
+    cfg = load_config(None, [*TINY, "model.group_starts=[0,2]", "model.interpreter_heads=4"])
     loaded = LoadedModel(tiny_iared([0, 2]), cfg, input_spec(cfg))
     prediction = predict_clip(loaded, torch.randint(0, 255, (3, 8, 32, 32), dtype=torch.uint8))
     first, second = prediction.kept_share_per_group
@@ -70,7 +70,7 @@ def test_iared_prediction_spends_fewer_flops():
 def test_a_checkpoint_predicts_with_the_decision_it_was_fine_tuned_with(tmp_path):
     """A checkpoint whose config deploys ``iared.decision=budget`` keeps exactly its budget in
     predict / interpret; without a decision in the config the paper's threshold applies."""
-    blocks = ["model.interpreter_blocks=[0,2]", "model.interpreter_heads=4"]
+    blocks = ["model.group_starts=[0,2]", "model.interpreter_heads=4"]
     clip = torch.randint(0, 255, (3, 8, 32, 32), dtype=torch.uint8)
     budget = save_tiny_checkpoint(tmp_path / "budget.pth",
                                   [*blocks, "iared.decision=budget", "iared.budget=[0.5,0.25]"])

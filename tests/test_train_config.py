@@ -17,17 +17,17 @@ CPU = torch.device("cpu")
     (["iared.curriculum_epochs=[0,1,2]"], "interpreters stage only"),
     (["optim.ema_decay=1.0"], "ema_decay"),
     (["model.name=timesformer_huge"], "unknown model"),
-    (["iared.stage=interpreters"], "needs interpreters: set model.interpreter_blocks"),
-    (["iared.stage=interpreters", "model.interpreter_blocks=[1,2]", "iared.curriculum_epochs=[0]"],
+    (["iared.stage=interpreters"], "needs interpreters: set model.group_starts"),
+    (["iared.stage=interpreters", "model.group_starts=[1,2]", "iared.curriculum_epochs=[0]"],
      "one start epoch per group"),
-    (["model.interpreter_blocks=[2,1]"], "must be increasing"),
-    (["model.interpreter_blocks=[4]"], r"within \[0, 4\)"),
+    (["model.group_starts=[2,1]"], "must be increasing"),
+    (["model.group_starts=[4]"], r"within \[0, 4\)"),
     (["iared.baseline=leave_one_out"], "iared.rollouts=1"),
     (["iared.rollouts=0"], "iared.rollouts=0"),
-    (["model.interpreter_blocks=[1,2]", "iared.decision=budget", "iared.budget=[0.5]"],
+    (["model.group_starts=[1,2]", "iared.decision=budget", "iared.budget=[0.5]"],
      "one cumulative keep ratio per"),
-    (["model.interpreter_blocks=[1,2]", "iared.decision=budget", "iared.budget=[0.3,0.5]"], "non-increasing"),
-    (["model.interpreter_blocks=[1,2]", "iared.decision=budget", "iared.budget=[1.5,0.5]"], r"in \(0, 1\]"),
+    (["model.group_starts=[1,2]", "iared.decision=budget", "iared.budget=[0.3,0.5]"], "non-increasing"),
+    (["model.group_starts=[1,2]", "iared.decision=budget", "iared.budget=[1.5,0.5]"], r"in \(0, 1\]"),
 ])
 def test_engine_settings_are_checked(overrides, match):
     with pytest.raises(ConfigError, match=match):
@@ -74,7 +74,7 @@ def test_build_model_maps_the_config():
 
     dense = build_model(load_config(None, ["model.num_classes=6", "model.num_frames=4"]).model)
     assert dense.num_frames == 4 and dense.head.out_features == 6 and dense.grid_size == 4
-    iared = build_model(load_config(None, ["model.num_classes=6", "model.interpreter_blocks=[1,3]",
+    iared = build_model(load_config(None, ["model.num_classes=6", "model.group_starts=[1,3]",
                                            "model.interpreter_heads=2"]).model)
     assert isinstance(iared, IARed) and iared.group_starts == [1, 3] and len(iared.interpreters) == 2
 

@@ -17,7 +17,7 @@ def _run(root, out, stage: str, weights: str = "", *extra: str) -> dict:
                              "model.num_classes=6", "optim.optimizer=adamw", "optim.lr=0.003",
                              "optim.global_batch=8", "optim.epochs=2", "run.log_every=1",
                              f"run.output_dir={out}", f"iared.stage={stage}", f"model.weights={weights}",
-                             *(["model.interpreter_blocks=[1,2,3]"] if stage != "backbone" else []), *extra])
+                             *(["model.group_starts=[1,2,3]"] if stage != "backbone" else []), *extra])
     return train(cfg)
 
 

@@ -35,7 +35,7 @@ def report_model_cost(cfg: Config, keep_ratio: float | None = None) -> str:
     from video_iared.models.cost import model_cost_report
 
     model = build_model(cfg.model, load=False)
-    use_budget = keep_ratio is None and cfg.iared.decision == "budget" and cfg.model.interpreter_blocks
+    use_budget = keep_ratio is None and cfg.iared.decision == "budget" and cfg.model.group_starts
     return model_cost_report(model, 1.0 if keep_ratio is None else keep_ratio, cfg.model.name,
                              budget=cfg.iared.budget if use_budget else ())
 
@@ -45,7 +45,7 @@ def _config(args: argparse.Namespace) -> Config:
     from video_iared.models.build import check_decision
 
     cfg = load_config(args.config, args.overrides)
-    check_decision(cfg.iared, len(cfg.model.interpreter_blocks))
+    check_decision(cfg.iared, len(cfg.model.group_starts))
     return cfg
 
 
@@ -64,8 +64,8 @@ def _cmd_flops(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     if args.keep_ratio is not None:
-        if not cfg.model.interpreter_blocks:
-            raise UserError("--keep-ratio applies to IA-RED² configs (model.interpreter_blocks); this "
+        if not cfg.model.group_starts:
+            raise UserError("--keep-ratio applies to IA-RED² configs (model.group_starts); this "
                             "model is dense")
         try:
             check_budgets([args.keep_ratio])
@@ -211,7 +211,7 @@ def _register_sweep(sub: argparse._SubParsersAction) -> None:
                    "iared-budget,iared-calibrated")
     p.add_argument("--group-starts", type=_numbers(int), default=None,
                    help="blocks before which a dense checkpoint's baselines drop tokens, comma-separated "
-                   "(default: model.interpreter_blocks, else 0, depth/3, 2 depth/3); use an IA-RED2 model's "
+                   "(default: model.group_starts, else 0, depth/3, 2 depth/3); use an IA-RED2 model's "
                    "to compare at its positions")
     p.set_defaults(func=_cmd_sweep)
 

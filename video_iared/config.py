@@ -54,7 +54,7 @@ class ModelConfig:
     reset_head: bool = False
     grad_checkpointing: bool = False
     # IA-RED2: an interpreter before each listed block; empty = dense model.
-    interpreter_blocks: list[int] = field(default_factory=list)
+    group_starts: list[int] = field(default_factory=list)
     interpreter_heads: int = 6
 
 
@@ -199,10 +199,15 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
     raise ConfigError(f"config key '{name}' expects {hint.__name__}, got {value!r}")
 
 
+# Keys renamed for one name per idea, old -> new: read from older configs and checkpoints.
+RENAMED_KEYS = {"model.interpreter_blocks": "model.group_starts"}
+
+
 def _merge(section: Any, updates: dict[str, Any], where: str) -> None:
     hints = typing.get_type_hints(type(section))
     valid = [f.name for f in dataclasses.fields(section)]
     for key, value in updates.items():
+        key = RENAMED_KEYS.get(where + key, where + key)[len(where):]
         if key not in hints:
             raise _unknown_key(key, valid, where)
         current = getattr(section, key)

@@ -35,7 +35,7 @@ def build_steps(out: Path, seeds: Sequence[int], num_train: int, num_val: int) -
     """Generate the clutter set once, then per seed: train, calibrate, sweep the backbone and IA-RED²."""
     data = out / "data"
     # the baselines drop tokens where IA-RED2's interpreters sit, so a budget means the same for all
-    starts = ",".join(map(str, load_config(str(CLUTTER / "finetune.yaml")).model.interpreter_blocks))
+    starts = ",".join(map(str, load_config(str(CLUTTER / "finetune.yaml")).model.group_starts))
     steps = [Step("generate clutter set",
                   data_prep("make_synthetic", str(data), "--set", "clutter", "--num-train", str(num_train),
                             "--num-val", str(num_val)),

@@ -47,7 +47,7 @@ class LoadedModel:
 
     @property
     def has_interpreters(self) -> bool:
-        return bool(self.cfg.model.interpreter_blocks)
+        return bool(self.cfg.model.group_starts)
 
     @property
     def model_num_classes(self) -> int:

@@ -202,7 +202,7 @@ def sweep(cfg: Config, checkpoint: str, *, threshold_points: Sequence[float] = (
     (:func:`budget_points`). ``oracle``: the mask-reading rows, from the test videos' ``x.masks.npz``
     sidecars (``FileNotFoundError`` naming the first missing one). ``methods``: run only these (and
     dense, every table's reference). ``group_starts``: where a dense checkpoint's baselines drop tokens
-    (default: ``model.interpreter_blocks``, else three even groups); an IA-RED² model uses its own.
+    (default: ``model.group_starts``, else three even groups); an IA-RED² model uses its own.
     """
     with evaluation_session(cfg, checkpoint, with_masks=oracle) as run:
         clip_bytes = (3 + oracle) * run.spec.num_frames * run.spec.crop_size ** 2  # masks: one byte a pixel
@@ -210,7 +210,7 @@ def sweep(cfg: Config, checkpoint: str, *, threshold_points: Sequence[float] = (
         if cached:
             run.batches = list(run.batches)  # decode once, reuse for every point
         depth = len(backbone_of(run.model).blocks)
-        starts = (group_starts_of(run.model) or list(group_starts or cfg.model.interpreter_blocks)
+        starts = (group_starts_of(run.model) or list(group_starts or cfg.model.group_starts)
                   or default_group_starts(depth))
         points = []
         for method, setting, predict, steps in method_points(

@@ -114,11 +114,11 @@ def calibrate(cfg: Config, checkpoint: str | Path, *, videos: int = 256, out: st
     training videos and write them into ``out`` (default: the checkpoint itself, atomically, weights
     untouched). Returns the calibration entry; decision ``calibrated`` then uses it."""
     budget = list(budget or cfg.iared.budget)
-    if not cfg.model.interpreter_blocks:
-        raise ConfigError("calibrate needs an IA-RED² model: model.interpreter_blocks is empty")
-    if len(budget) != len(cfg.model.interpreter_blocks):
+    if not cfg.model.group_starts:
+        raise ConfigError("calibrate needs an IA-RED² model: model.group_starts is empty")
+    if len(budget) != len(cfg.model.group_starts):
         raise ConfigError(f"calibrate fits thresholds to a cumulative budget, one keep ratio per interpreter "
-                          f"group ({len(cfg.model.interpreter_blocks)}): set iared.budget or --budget "
+                          f"group ({len(cfg.model.group_starts)}): set iared.budget or --budget "
                           f"(got {budget})")
     device = distributed.resolve_device(cfg.run.device)
     state = dict(read_checkpoint(checkpoint))

@@ -57,7 +57,7 @@ def decision_label(cfg: Config, calibration: Mapping | None = None) -> str:
     """How an evaluated model chose its tokens, for tables: ``threshold 0.5``, ``budget 0.45/0.2``,
     ``thresholds calibrated to 0.45/0.2`` (the budget saved with the ``calibration``, which the
     thresholds were fitted to, not ``iared.budget``), ``dense``."""
-    if not cfg.model.interpreter_blocks or cfg.iared.decision == "none":
+    if not cfg.model.group_starts or cfg.iared.decision == "none":
         return "dense"
     if cfg.iared.decision == "budget":
         return "budget " + "/".join(f"{ratio:g}" for ratio in cfg.iared.budget)

@@ -32,13 +32,13 @@ def load_for_inference(cfg: Config, checkpoint: str | Path | Mapping, device: to
     """``build_model(cfg.model)`` with every weight from ``checkpoint`` (a path, or a checkpoint already
     read, named ``source`` in errors), ``cfg.iared``'s decision deployed, in eval mode on ``device``.
     Thresholds calibrated into the checkpoint (``video-iared calibrate``) come with it."""
-    check_decision(cfg.iared, len(cfg.model.interpreter_blocks))   # before reading a large checkpoint
+    check_decision(cfg.iared, len(cfg.model.group_starts))   # before reading a large checkpoint
     if not isinstance(checkpoint, Mapping):
         source, checkpoint = source or str(checkpoint), read_checkpoint(checkpoint)
-    calibration = checkpoint.get("calibration") if cfg.model.interpreter_blocks else None
-    if calibration and len(calibration["thresholds"]) != len(cfg.model.interpreter_blocks):
+    calibration = checkpoint.get("calibration") if cfg.model.group_starts else None
+    if calibration and len(calibration["thresholds"]) != len(cfg.model.group_starts):
         raise WeightsError(f"{source}: {len(calibration['thresholds'])} calibrated thresholds for "
-                           f"{len(cfg.model.interpreter_blocks)} interpreter groups; calibrate it again")
+                           f"{len(cfg.model.group_starts)} interpreter groups; calibrate it again")
     if cfg.iared.decision == "calibrated" and not calibration:
         raise WeightsError(f"iared.decision=calibrated: {source} holds no calibrated thresholds; run "
                            f"`video-iared calibrate --config CFG --checkpoint {source}` first")
@@ -48,7 +48,7 @@ def load_for_inference(cfg: Config, checkpoint: str | Path | Mapping, device: to
     if report.missing:
         raise WeightsError(
             f"{source or checkpoint} does not hold every weight of {cfg.model.name} (interpreters before "
-            f"blocks {list(cfg.model.interpreter_blocks)}, {cfg.model.num_classes} classes): "
+            f"blocks {list(cfg.model.group_starts)}, {cfg.model.num_classes} classes): "
             f"missing {', '.join(report.missing[:6])}{' ...' if len(report.missing) > 6 else ''}")
     return model.to(device).eval()
 

@@ -18,9 +18,9 @@ __all__ = ["group_spans", "kept_share", "reward", "RunningMean", "leave_one_out_
            "active_groups", "check_curriculum"]
 
 
-def group_spans(interpreter_blocks: Sequence[int], depth: int) -> list[int]:
+def group_spans(group_starts: Sequence[int], depth: int) -> list[int]:
     """Number of blocks each interpreter's group runs: from its block to the next interpreter's."""
-    starts = list(interpreter_blocks)
+    starts = list(group_starts)
     if not starts:
         raise ValueError("an IA-RED2 model needs at least one interpreter block")
     if starts != sorted(set(starts)) or starts[0] < 0 or starts[-1] >= depth:

@@ -43,15 +43,15 @@ class StageInfo:
 def check_stage(cfg: Config, depth: int) -> tuple[int, ...]:
     """Check that the stage, the interpreter positions and the curriculum fit a ``depth``-block model;
     returns the blocks per interpreter group."""
-    stage, blocks = cfg.iared.stage, cfg.model.interpreter_blocks
+    stage, blocks = cfg.iared.stage, cfg.model.group_starts
     if stage != "backbone" and not blocks:
-        raise ConfigError(f"iared.stage={stage} needs interpreters: set model.interpreter_blocks")
+        raise ConfigError(f"iared.stage={stage} needs interpreters: set model.group_starts")
     check_decision(cfg.iared, len(blocks))
     try:
         spans = tuple(policy.group_spans(blocks, depth)) if blocks else ()
         policy.check_curriculum(cfg.iared.curriculum_epochs, len(spans))
     except ValueError as err:
-        raise ConfigError(f"model.interpreter_blocks / iared.curriculum_epochs: {err}") from err
+        raise ConfigError(f"model.group_starts / iared.curriculum_epochs: {err}") from err
     return spans
 
 

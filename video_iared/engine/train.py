@@ -206,7 +206,7 @@ class _Trainer:
         except RuntimeError as err:
             raise ConfigError(f"{path} holds a different model than this config builds "
                               f"({self.cfg.model.name}, {self.cfg.model.num_classes} classes, interpreters "
-                              f"{self.cfg.model.interpreter_blocks}); run.output_dir belongs to another run: "
+                              f"{self.cfg.model.group_starts}); run.output_dir belongs to another run: "
                               f"choose a new output_dir (or run.resume=<path> of a matching checkpoint).\n"
                               f"{err}") from err
         self.optimizer.load_state_dict(state["optimizer"])

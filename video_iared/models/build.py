@@ -31,7 +31,7 @@ def backbone_kwargs(cfg: ModelConfig) -> dict:
 
 def build_model(cfg: ModelConfig, load: bool = True, *, decision: IARedConfig | None = None,
                 calibration: Mapping | None = None) -> nn.Module:
-    """The registered backbone ``cfg.name``, wrapped in :class:`IARed` when ``cfg.interpreter_blocks``
+    """The registered backbone ``cfg.name``, wrapped in :class:`IARed` when ``cfg.group_starts``
     is set, with ``cfg.weights`` loaded (any file ``load_weights`` understands: official ``.pyth``,
     ImageNet ViT/DeiT, this project's checkpoints; backbone-only files go into the backbone).
     ``load=False`` skips ``cfg.weights`` (evaluation loads its ``--checkpoint`` instead).
@@ -51,14 +51,14 @@ def build_model(cfg: ModelConfig, load: bool = True, *, decision: IARedConfig | 
                           "remove it from the config") from err
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    if cfg.interpreter_blocks:
+    if cfg.group_starts:
         try:
-            kwargs = {} if decision is None else decision_kwargs(decision, len(cfg.interpreter_blocks),
+            kwargs = {} if decision is None else decision_kwargs(decision, len(cfg.group_starts),
                                                                  calibration)
-            model = IARed(model, group_starts=cfg.interpreter_blocks, interpreter_heads=cfg.interpreter_heads,
+            model = IARed(model, group_starts=cfg.group_starts, interpreter_heads=cfg.interpreter_heads,
                           **kwargs)
         except ValueError as err:  # positions beyond the depth, heads that do not divide the width
-            raise ConfigError(f"model.interpreter_blocks / interpreter_heads do not fit "
+            raise ConfigError(f"model.group_starts / interpreter_heads do not fit "
                               f"model.name={cfg.name}: {err}") from err
     if load and cfg.weights:
         log.info("%s", load_weights(model, cfg.weights, new_head=cfg.reset_head))
