@@ -129,3 +129,23 @@ def test_training_with_repeated_sampling_and_device_resize(small_synthetic, tmp_
     assert read_metrics(out, "val")[-1]["skipped_videos"] == 2
     printed = proc.stdout + proc.stderr
     assert "data wait" in printed and "epoch 1: 2 unreadable training videos replaced" in printed
+
+
+@pytest.mark.slow
+def test_repeated_sampling_resumes_exactly(small_synthetic, tmp_path):
+    """num_samples 2, 4 clips (2 videos) a step, 24 videos: 12 steps an epoch; killed after the step-16
+    checkpoint (mid second epoch) and relaunched, the run ends in the uninterrupted run's state."""
+    from tests.test_train_resume import assert_same_state, overrides
+
+    def args(out):
+        return [*overrides(small_synthetic, out, batch=4, epochs=2, drop_path=0.1), "data.num_samples=2",
+                "data.augment_on=device", "model.num_classes=3"]
+
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    run_python(["-m", "video_iared.cli", "train", *args(full)])
+    assert run_python(["tests/kill_after_checkpoint.py", "16", *args(killed)], check=False).returncode != 0
+    state = torch.load(killed / "checkpoint.pth", weights_only=False)
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 4, 16)
+    run_python(["-m", "video_iared.cli", "train", *args(killed)])
+    assert_same_state(full, killed)
+    assert read_metrics(full, "train")[-1]["step"] == 24
