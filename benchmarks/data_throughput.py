@@ -19,7 +19,7 @@ Footage:
 Demand (issue measurements): dense TimeSformer-B 8x224 trains at 132 clips/s on one H200 (batch 16,
 bf16); IA-RED2's target is 1.5x that, 200 clips/s. Cores per H200 = demand / clips per core.
 
-    python benchmarks/data_throughput.py              # about 3 minutes on 2 cores, files reused
+    python benchmarks/data_throughput.py   # 6 min on 2 busy cores (footage written once, then reused)
 """
 from __future__ import annotations
 
