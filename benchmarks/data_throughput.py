@@ -16,8 +16,9 @@ Footage:
   re-encoded to short side 320 by data_prep/resize_videos.py (default GOP, --gop 16, --gop 8); frames by
   data_prep/extract_frames.py from the GOP-16 videos.
 
-Demand (issue measurements): dense TimeSformer-B 8x224 trains at 132 clips/s on one H200 (batch 16,
-bf16); IA-RED2's target is 1.5x that, 200 clips/s. Cores per H200 = demand / clips per core.
+Demand: dense TimeSformer-B 8x224 trains at 132 clips/s on one H200 (batch 16, bf16; measured outside
+this repository, not by its scripts); IA-RED2's target is 1.5x that, 200 clips/s. Cores per H200 =
+demand / clips per core.
 
     python benchmarks/data_throughput.py   # 6 min on 2 busy cores (footage written once, then reused)
 """
