@@ -20,41 +20,25 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
 from functools import partial
 
-from video_iared.data.files import parallel_map
+from video_iared.data.files import ShardSummary, convert_items
 from video_iared.data.frames import frames_folder, record_source
 from video_iared.data.prep import find_videos, try_extract_frames
 from video_iared.launch.arrays import add_shard_arguments, available_cpus, run_shards
 from video_iared.launch.cluster import shard_items
 
 
-@dataclass
-class ExtractSummary:
-    """What one shard did: videos stored, already present, unreadable ``(path, reason)``."""
-
-    written: int = 0
-    skipped: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-
-
 def extract_shard(shard: int, num_shards: int, *, src_root: str, dst_root: str, step: int = 4,
-                  quality: int = 85, workers: int | None = None) -> ExtractSummary:
+                  quality: int = 85, workers: int | None = None) -> ShardSummary:
     """Extract the videos of one shard of ``src_root``'s sorted file list whose folder ``dst_root``
     lacks, in ``workers`` processes (default: the cores this job may use)."""
     relative = shard_items(find_videos(src_root), shard, num_shards)
     jobs = [(os.path.join(src_root, rel), os.path.join(dst_root, rel)) for rel in relative]
     todo = [job for job in jobs if not os.path.isdir(frames_folder(job[1]))]
-    summary = ExtractSummary(skipped=len(jobs) - len(todo))
     extract = partial(try_extract_frames, step=step, quality=quality)
-    for src, reason in parallel_map(extract, todo, workers=workers or available_cpus(),
-                                    desc=f"frames shard {shard}/{num_shards}"):
-        if reason is None:
-            summary.written += 1
-        else:
-            summary.failed.append((src, reason))
-    return summary
+    return convert_items(extract, todo, skipped=len(jobs) - len(todo), workers=workers or available_cpus(),
+                         desc=f"frames shard {shard}/{num_shards}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,22 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
 from functools import partial
 
-from video_iared.data.files import mask_sidecar_path, parallel_map
+from video_iared.data.files import ShardSummary, convert_items, mask_sidecar_path
 from video_iared.data.prep import find_videos, try_resize_video
 from video_iared.launch.arrays import add_shard_arguments, available_cpus, run_shards
 from video_iared.launch.cluster import shard_items
-
-
-@dataclass
-class ResizeSummary:
-    """What one shard did: videos written, already present, unreadable ``(path, reason)``."""
-
-    written: int = 0
-    skipped: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def output_path(src_root: str, dst_root: str, relative: str) -> tuple[str, str]:
@@ -87,23 +77,17 @@ def resize_checked(paths: tuple[str, str], **options) -> tuple[str, str | None]:
 
 
 def resize_shard(shard: int, num_shards: int, *, src_root: str, dst_root: str, short_side: int = 320,
-                 gop: int | None = None, crf: int = 23, workers: int | None = None) -> ResizeSummary:
+                 gop: int | None = None, crf: int = 23, workers: int | None = None) -> ShardSummary:
     """Resize the videos of one shard of ``src_root``'s sorted file list that ``dst_root`` lacks, in
     ``workers`` processes (default: the cores this job may use)."""
     relative = shard_items(find_videos(src_root), shard, num_shards)
     jobs = [output_path(src_root, dst_root, rel) for rel in relative]
     todo = [job for job in jobs if not os.path.exists(job[1])]
-    summary = ResizeSummary(skipped=len(jobs) - len(todo))
     for folder in sorted({os.path.dirname(dst) for _, dst in todo}):
         os.makedirs(folder, exist_ok=True)
     resize = partial(resize_checked, short_side=short_side, gop=gop, crf=crf)
-    for src, reason in parallel_map(resize, todo, workers=workers or available_cpus(),
-                                    desc=f"resize shard {shard}/{num_shards}"):
-        if reason is None:
-            summary.written += 1
-        else:
-            summary.failed.append((src, reason))
-    return summary
+    return convert_items(resize, todo, skipped=len(jobs) - len(todo), workers=workers or available_cpus(),
+                         desc=f"resize shard {shard}/{num_shards}")
 
 
 def build_parser() -> argparse.ArgumentParser:

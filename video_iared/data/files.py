@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
@@ -65,3 +66,26 @@ def parallel_map(fn: Callable[[T], R], jobs: Iterable[T], *, workers: int, desc:
             for future in as_completed([pool.submit(fn, job) for job in jobs]):
                 yield future.result()
                 bar.update()
+
+
+@dataclass
+class ShardSummary:
+    """What one shard of a data_prep script did: items written, already present, unreadable
+    ``(path, reason)``."""
+
+    written: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def convert_items(convert: Callable[[T], tuple[str, str | None]], todo: list[T], *, skipped: int,
+                  workers: int, desc: str) -> ShardSummary:
+    """``convert(job) -> (source path, failure reason or None)`` over ``todo`` in ``workers`` processes,
+    counted into a :class:`ShardSummary` (``skipped``: the items already done)."""
+    summary = ShardSummary(skipped=skipped)
+    for src, reason in parallel_map(convert, todo, workers=workers, desc=desc):
+        if reason is None:
+            summary.written += 1
+        else:
+            summary.failed.append((src, reason))
+    return summary
