@@ -16,7 +16,7 @@ import torch
 
 from .video import FAILURE_KINDS, VideoDecodeError
 
-__all__ = ["Failure", "FailureLog"]
+__all__ = ["Failure", "FailureLog", "ListedItems"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,3 +55,24 @@ class FailureLog:
             Failure(self.paths[i], FAILURE_KINDS[int(self._kinds[i])], int(self._counts[i]))
             for i in self.failed_indices()
         ]
+
+
+class ListedItems:
+    """What the engine reads from a dataset of listed items: ``items`` ``[(path, label)]`` and its
+    shared ``failure_log`` (the video and the image-clip datasets)."""
+
+    items: list[tuple[str, int]]
+    failure_log: FailureLog
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.items)
+
+    @property
+    def labels(self) -> list[int]:
+        return [label for _, label in self.items]
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Unreadable items met so far by this dataset in any worker: (path, reason, count)."""
+        return self.failure_log.failures

@@ -17,7 +17,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 
-from .failures import FailureLog
+from .failures import FailureLog, ListedItems
 from .images import ImageFolderDataset
 from .kinetics import DatasetInfo
 
@@ -30,7 +30,7 @@ def image_split_folder(root: str, split: str, *, masks: bool = False) -> str:
     return os.path.join(root, "masks", folder) if masks else os.path.join(root, folder)
 
 
-class ImageClips(torch.utils.data.Dataset):
+class ImageClips(ListedItems, torch.utils.data.Dataset):
     """Images of ``root/{train,val}/CLASS/IMAGE`` as one-frame clips (see the module docstring)."""
 
     num_ensemble_views = 1
@@ -56,18 +56,6 @@ class ImageClips(torch.utils.data.Dataset):
         self.items = [(os.path.join(folder, path), label) for path, label in self.images.items]
         self.info = DatasetInfo(class_names=list(self.images.class_names))
         self.failure_log = FailureLog([path for path, _ in self.items])
-
-    @property
-    def num_videos(self) -> int:
-        return len(self.items)
-
-    @property
-    def labels(self) -> list[int]:
-        return [label for _, label in self.items]
-
-    @property
-    def failures(self) -> list:
-        return self.failure_log.failures
 
     def set_epoch(self, epoch: int) -> None:
         self.images.set_epoch(epoch)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .failures import Failure, FailureLog
+from .failures import FailureLog, ListedItems
 from .files import mask_sidecar_path
 from .frames import frames_paths, read_frames_clip
 from .sampling import clip_indices, temporal_view_positions
@@ -106,7 +106,7 @@ def _load_masks(video_path: str, indices: np.ndarray, frame_size: tuple[int, int
     return masks
 
 
-class VideoDataset(torch.utils.data.Dataset):
+class VideoDataset(ListedItems, torch.utils.data.Dataset):
     """A Kinetics-format list as clips (see the module docstring for splits and items).
 
     Args:
@@ -197,19 +197,6 @@ class VideoDataset(torch.utils.data.Dataset):
     @property
     def num_views(self) -> int:
         return self.num_ensemble_views * self.num_spatial_crops if self.split == "test" else 1
-
-    @property
-    def num_videos(self) -> int:
-        return len(self.items)
-
-    @property
-    def labels(self) -> list[int]:
-        return [label for _, label in self.items]
-
-    @property
-    def failures(self) -> list[Failure]:
-        """Unreadable videos met so far by this dataset in any worker: (path, reason, count)."""
-        return self.failure_log.failures
 
     @property
     def epoch(self) -> int:
