@@ -7,6 +7,7 @@ from einops import rearrange
 from video_iared import baselines
 from video_iared.flops import model_macs, shape_of
 from video_iared.models import TimeSformer, capture_cls_attention
+from video_iared.models.layers import attention_weights
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=4, num_heads=4, num_frames=4, num_classes=7)
 
@@ -86,6 +87,18 @@ def test_merge_tokens_weights_by_size():
     merged, new_size = baselines.merge_tokens(x, size, torch.tensor([[0, 0, 1]]), 2)
     assert merged.flatten().tolist() == [pytest.approx(7 / 4), 10.0]
     assert new_size.tolist() == [[4.0, 2.0]]
+
+
+def test_tome_proportional_attention_is_one_sdpa_call_with_a_log_size_bias(model, clip, monkeypatch):
+    """Merged tokens weigh as the tokens they replaced: the SDPA call with log(size) as a key bias equals
+    the softmax written out (ToMe's formulation)."""
+    with torch.no_grad():
+        fused, left = baselines.tome_forward(model, clip, 3)
+        scale = model.blocks[0].attn.scale
+        explicit_attend = lambda q, k, v, bias: attention_weights(q, k, scale, bias) @ v   # noqa: E731
+        monkeypatch.setattr(baselines, "attend", explicit_attend)
+        explicit, _ = baselines.tome_forward(model, clip, 3)
+    assert left.tolist()[-1] < 16 and (fused - explicit).abs().max() <= 1e-5
 
 
 def test_tome_r0_is_dense_and_merging_lowers_cost(model, clip):

@@ -41,7 +41,7 @@ from video_iared.engine.harness import MaskPredictor, Prediction, Predictor
 from video_iared.flops import VitShape, block_macs, group_kept_shares, mlp_macs, model_macs, shape_of
 from video_iared.models.cost import forward_macs
 from video_iared.models.interpreter import check_budgets, decide
-from video_iared.models.layers import Attention, attention_weights, run_blocks, split_heads
+from video_iared.models.layers import Attention, attend, attention_weights, run_blocks, split_heads
 from video_iared.models.timesformer import Block, TimeSformer
 from video_iared.models.tokens import TokenState
 
@@ -374,8 +374,8 @@ class ToMeBlock(nn.Module):
         rows = torch.cat([repeat(cls, "b d -> (b t) 1 d", t=frames), rearrange(x, "b n t d -> (b t) n d")], 1)
         q, k, v = split_heads(block.attn.qkv(block.norm1(rows)), block.attn.num_heads)
         log_size = repeat(F.pad(state.size, (1, 0), value=1.0).log(), "b l -> (b t) 1 1 l", t=frames)
-        weights = attention_weights(q, k, block.attn.scale, log_size.to(q.dtype))     # (B*T, h, L, L)
-        res = self.scale_attn(block.attn.proj(rearrange(weights @ v, "g h l c -> g l (h c)")))
+        out = attend(q, k, v, log_size.to(q.dtype))      # one SDPA call, log(size) as an additive key bias
+        res = self.scale_attn(block.attn.proj(rearrange(out, "g h l c -> g l (h c)")))
         cls = cls + reduce(res[:, 0], "(b t) d -> b d", "mean", b=batch)
         x = x + rearrange(res[:, 1:], "(b t) n d -> b n t d", b=batch)
         size = state.size
