@@ -22,7 +22,7 @@ import os
 import sys
 from functools import partial
 
-from video_iared.data.files import ShardSummary, convert_items
+from video_iared.data.files import ShardSummary, convert_items, report_shards, source_and_output
 from video_iared.data.frames import frames_folder, record_source
 from video_iared.data.prep import find_videos, try_extract_frames
 from video_iared.launch.arrays import add_shard_arguments, available_cpus, run_shards
@@ -58,26 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    src, dst = os.path.abspath(args.src_dir), os.path.abspath(args.dst_dir)
-    if not os.path.isdir(src):
-        raise SystemExit(f"{args.src_dir}: no such folder")
-    if os.path.commonpath([src, dst]) == src:
-        raise SystemExit(f"{args.dst_dir} is inside {args.src_dir}; choose a folder outside the source tree")
     if args.step < 1 or not 1 <= args.quality <= 100:
         raise SystemExit(f"--step must be >= 1 and --quality in [1, 100], got {args.step} and {args.quality}")
-    os.makedirs(dst, exist_ok=True)
+    src, dst = source_and_output(args.src_dir, args.dst_dir)
     try:
         record_source(dst, src)  # lets the loader map the lists' video paths into this tree
     except ValueError as err:
         raise SystemExit(str(err))
     shard = partial(extract_shard, src_root=src, dst_root=dst, step=args.step, quality=args.quality,
                     workers=args.workers)
-    summaries = run_shards(shard, args, output_dir=dst, name="extract_frames")
-    failed = [item for s in summaries for item in s.failed]
-    for path, reason in failed:
-        print(f"{path}\t{reason}")
-    print(f"{sum(s.written for s in summaries)} written, {sum(s.skipped for s in summaries)} already done, "
-          f"{len(failed)} unreadable", file=sys.stderr)
+    report_shards(run_shards(shard, args, output_dir=dst, name="extract_frames"))
     return 0
 
 

@@ -19,7 +19,8 @@ import os
 import sys
 from functools import partial
 
-from video_iared.data.files import ShardSummary, convert_items, mask_sidecar_path
+from video_iared.data.files import (ShardSummary, convert_items, mask_sidecar_path, report_shards,
+                                    source_and_output)
 from video_iared.data.prep import find_videos, try_resize_video
 from video_iared.launch.arrays import add_shard_arguments, available_cpus, run_shards
 from video_iared.launch.cluster import shard_items
@@ -108,21 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    src, dst = os.path.abspath(args.src_dir), os.path.abspath(args.dst_dir)
-    if not os.path.isdir(src):
-        raise SystemExit(f"{args.src_dir}: no such folder")
-    if os.path.commonpath([src, dst]) == src:
-        raise SystemExit(f"{args.dst_dir} is inside {args.src_dir}: its outputs would be resized again; "
-                         "choose a folder outside the source tree")
-    os.makedirs(dst, exist_ok=True)
+    src, dst = source_and_output(args.src_dir, args.dst_dir)
     shard = partial(resize_shard, src_root=src, dst_root=dst, short_side=args.short_side, gop=args.gop,
                     crf=args.crf, workers=args.workers)
-    summaries = run_shards(shard, args, output_dir=dst, name="resize_videos")
-    failed = [item for s in summaries for item in s.failed]
-    for path, reason in failed:
-        print(f"{path}\t{reason}")
-    print(f"{sum(s.written for s in summaries)} written, {sum(s.skipped for s in summaries)} already done, "
-          f"{len(failed)} unreadable", file=sys.stderr)
+    report_shards(run_shards(shard, args, output_dir=dst, name="resize_videos"))
     return 0
 
 

@@ -3,6 +3,7 @@ process-parallel map with a progress bar (every prep script is resumable and par
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -89,3 +90,26 @@ def convert_items(convert: Callable[[T], tuple[str, str | None]], todo: list[T],
         else:
             summary.failed.append((src, reason))
     return summary
+
+
+def source_and_output(src_dir: str, dst_dir: str) -> tuple[str, str]:
+    """Absolute ``(source tree, output tree)`` of a data_prep conversion, the output created; a missing
+    source, or an output inside the source (whose outputs a rerun would convert again), stops it."""
+    src, dst = os.path.abspath(src_dir), os.path.abspath(dst_dir)
+    if not os.path.isdir(src):
+        raise SystemExit(f"{src_dir}: no such folder")
+    if os.path.commonpath([src, dst]) == src:
+        raise SystemExit(f"{dst_dir} is inside {src_dir}: a rerun would convert its outputs again; "
+                         "choose a folder outside the source tree")
+    os.makedirs(dst, exist_ok=True)
+    return src, dst
+
+
+def report_shards(summaries: Iterable[ShardSummary]) -> None:
+    """Every unreadable item (``path<TAB>reason``) on stdout, the totals on stderr."""
+    summaries = list(summaries)
+    failed = [item for summary in summaries for item in summary.failed]
+    for path, reason in failed:
+        print(f"{path}\t{reason}")
+    print(f"{sum(s.written for s in summaries)} written, {sum(s.skipped for s in summaries)} already done, "
+          f"{len(failed)} unreadable", file=sys.stderr)
